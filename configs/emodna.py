@@ -1,0 +1,26 @@
+"""Emo-DNA (MM '23): contrastive emotion decoupling + dual-level alignment.
+
+  python -m jaxser.main --config=configs/emodna.py --workdir=/tmp/emodna
+  python -m jaxser.main --config=configs/emodna.py --workdir=/tmp/casia_emovo \
+      --config.data.source=casia --config.data.target=emovo \
+      --config.data.root=../shared/corpora --config.data.task=arousal
+"""
+
+import ml_collections
+
+from jaxser import config as config_lib
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = config_lib.base_config()
+  c.method = 'emodna'
+  c.model.lstm_hidden = 64
+  c.model.projection_dim = 128
+  c.emodna = ml_collections.ConfigDict()
+  c.emodna.tau_p = 0.01  # Prototype temperature (paper: 1e-2).
+  c.emodna.tau_s = 0.01  # SCL temperature (paper: 1e-2).
+  c.emodna.alpha = 0.1  # alpha_1, weight of SCL in L_align (paper: 0.1).
+  c.emodna.ema_momentum = 0.999  # lambda of eq. 6.
+  c.emodna.mmd_estimator = 'unbiased'
+  c.emodna.mmd_scales = (1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)
+  return c

@@ -1,0 +1,1 @@
+"""Corpora, labels, features, the feature cache and the input pipeline."""

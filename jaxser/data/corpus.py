@@ -1,0 +1,177 @@
+"""The corpus layer: utterances, corpora and the registry of corpus loaders.
+
+A corpus is a list of `Utterance`s plus a way to read each one's audio as 16 kHz
+mono float32. Real corpora are listed by a loader (one per corpus, registered by
+name with `register`); synthetic corpora render their audio on the fly. Every
+corpus goes through the same feature and cache path (`jaxser.data.cache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Callable, Mapping
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+# Canonical category names. Loaders map each corpus's own codes onto these;
+# `jaxser.data.labels` maps them onto the classes of each task.
+EMOTIONS = (
+    'neutral', 'happy', 'sad', 'angry', 'fear', 'disgust', 'surprise',
+    'boredom', 'calm', 'excited', 'frustrated', 'pleasant_surprise', 'other',
+)
+
+
+class CorpusError(ValueError):
+  """A corpus cannot be found or yields no usable utterance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+  """One utterance of a corpus.
+
+  Attributes:
+    utt_id: identifier unique within the corpus (usually the relative path).
+    corpus: corpus name.
+    speaker: speaker id, unique within the corpus ('' when unknown).
+    gender: 'm', 'f' or '' when unknown.
+    language: ISO 639-1 code ('' when unknown).
+    emotion: canonical category from `EMOTIONS`, or None when unlabelled.
+    dims: dimensional ratings by name ('arousal', 'valence', 'dominance') on
+      the corpus's own scale (see `Corpus.dim_scale`), empty when none.
+    path: audio file, or None for synthetic utterances.
+    partition: the corpus's own partition ('train', 'test', ...) or ''.
+  """
+  utt_id: str
+  corpus: str
+  speaker: str = ''
+  gender: str = ''
+  language: str = ''
+  emotion: str | None = None
+  dims: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  path: str | None = None
+  partition: str = ''
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['dims'] = dict(self.dims)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict) -> 'Utterance':
+    return cls(**d)
+
+
+@dataclasses.dataclass
+class Corpus:
+  """A listed corpus.
+
+  Attributes:
+    name: corpus name as used in `config.data.source` / `config.data.target`.
+    utterances: the recognised utterances, in a deterministic order.
+    unrecognised: files below the root the loader could not interpret, with
+      the reason, as (path, reason) pairs.
+    root: folder the corpus was read from (None for synthetic corpora).
+    dim_scale: name of the scale of `Utterance.dims` ('iemocap', 'vam',
+      'msp', ...) used by the 3-class dimensional tasks; None if no ratings.
+    render: for synthetic corpora, a function utterance -> 16 kHz waveform.
+    version: bumped by a loader or generator whose output changes, so caches
+      built by an older version are rebuilt.
+  """
+  name: str
+  utterances: list[Utterance]
+  unrecognised: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  root: str | None = None
+  dim_scale: str | None = None
+  render: Callable[[Utterance], np.ndarray] | None = None
+  version: str = '1'
+
+  def read_audio(self, utt: Utterance) -> np.ndarray:
+    """Returns the utterance's audio as 16 kHz mono float32."""
+    if self.render is not None:
+      return self.render(utt)
+    from jaxser.data import audio  # pylint: disable=g-import-not-at-top
+    return audio.load(utt.path)
+
+  def fingerprint(self) -> str:
+    """A hash of what the cache depends on: the listing and the files' stat."""
+    h = hashlib.sha1()
+    h.update(f'{self.name}|{self.version}|{self.dim_scale}'.encode())
+    for u in self.utterances:
+      h.update(json.dumps(u.to_json(), sort_keys=True).encode())
+      if u.path is not None:
+        try:
+          st = os.stat(u.path)
+          h.update(f'{st.st_size}|{int(st.st_mtime)}'.encode())
+        except OSError:
+          h.update(b'missing')
+    return h.hexdigest()[:16]
+
+
+# name -> loader(root) -> Corpus. Loaders of real corpora take the folder the
+# corpus lies in; synthetic ones ignore it.
+_LOADERS: dict[str, Callable[[str | None], Corpus]] = {}
+_SYNTHETIC: set[str] = set()
+
+
+def register(name: str, synthetic: bool = False):
+  """Decorator registering a corpus loader under `name`."""
+  def wrap(fn):
+    _LOADERS[name] = fn
+    if synthetic:
+      _SYNTHETIC.add(name)
+    return fn
+  return wrap
+
+
+def _ensure_registered():
+  # Importing the modules runs their `register` decorators.
+  from jaxser.data import corpora  # pylint: disable=g-import-not-at-top,unused-import
+  from jaxser.data import synthetic  # pylint: disable=g-import-not-at-top,unused-import
+
+
+def available() -> list[str]:
+  _ensure_registered()
+  return sorted(_LOADERS)
+
+
+def is_synthetic(name: str) -> bool:
+  _ensure_registered()
+  return name in _SYNTHETIC
+
+
+def corpus_root(name: str, data_cfg) -> str | None:
+  """Where corpus `name` lies: `data.paths.<name>`, else `data.root/<name>`."""
+  if is_synthetic(name):
+    return None
+  paths = data_cfg.get('paths') or {}
+  if name in paths and paths[name]:
+    return os.path.expanduser(str(paths[name]))
+  root = data_cfg.get('root') or os.environ.get('JAXSER_DATA', '')
+  if not root:
+    raise CorpusError(
+        f'config.data.root: no folder given for corpus {name!r}; set '
+        f'--config.data.root (or JAXSER_DATA) to the folder holding {name}/, '
+        f'or --config.data.paths.{name}=PATH')
+  return os.path.join(os.path.expanduser(str(root)), name)
+
+
+def load(name: str, root: str | None = None) -> Corpus:
+  """Lists corpus `name` found at `root` (ignored for synthetic corpora)."""
+  _ensure_registered()
+  if name not in _LOADERS:
+    raise CorpusError(
+        f'unknown corpus {name!r}; known: {", ".join(available())}')
+  if name not in _SYNTHETIC:
+    if root is None or not os.path.isdir(root):
+      raise CorpusError(f'corpus {name!r}: folder {root!r} does not exist')
+  corpus = _LOADERS[name](root)
+  if not corpus.utterances:
+    raise CorpusError(
+        f'corpus {name!r}: no recognisable audio file below {root!r} '
+        f'({len(corpus.unrecognised)} unrecognised files)')
+  return corpus

@@ -1,0 +1,342 @@
+"""From a data config to the source/target streams and the evaluation set.
+
+`load_data(config.data, seed)` lists the corpora, builds or opens their feature
+caches, labels every utterance for the task, applies the protocol and returns
+a `Data`: the labelled source training set, the unlabelled target training
+set and the labelled target evaluation set. `train_batches` turns the two
+training sets into a deterministic stream of globally sharded device batches,
+`batch_size` source and `batch_size` target examples per step, that can start
+at any step (so a resumed run sees the same batches as an uninterrupted one).
+
+Protocols:
+  transductive: the unlabelled target training set is the evaluation set.
+  split: the target is split (speaker-independently when speakers are known)
+    into an unlabelled training part and a held-out evaluation part.
+  within: supervised training and evaluation on the two parts of that split,
+    source corpora unused: the upper bound the papers report.
+Target labels reach the model only under `within`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+
+import jax
+import numpy as np
+
+from jaxser.data import cache as cache_lib
+from jaxser.data import corpus as corpus_lib
+from jaxser.data import labels as labels_lib
+from jaxser.data import normalize
+from jaxser.data.features import FeatureConfig
+
+PROTOCOLS = ('transductive', 'split', 'within')
+
+
+@dataclasses.dataclass
+class Part:
+  """The selected utterances of one cached corpus.
+
+  Attributes:
+    cached: the cached corpus.
+    indices: selected indices into its listing.
+    labels: their class indices (-1 where hidden).
+    domain: domain id (sources 0.., target after them).
+    norm: normalisation of the corpus's features: {'rows': (listing,) row of
+      each utterance, 'shift', 'scale': (K, dims)} (see `normalize`), or
+      None for none.
+  """
+  cached: cache_lib.CachedCorpus
+  indices: np.ndarray
+  labels: np.ndarray
+  domain: int
+  norm: dict | None = None
+
+
+@dataclasses.dataclass
+class Split:
+  """A selection of utterances of one or more cached corpora."""
+  parts: list[Part]
+
+  @property
+  def size(self) -> int:
+    return int(sum(len(p.indices) for p in self.parts))
+
+  @property
+  def name(self) -> str:
+    return '+'.join(p.cached.corpus.name for p in self.parts)
+
+  def class_counts(self, num_classes: int) -> list[int]:
+    y = np.concatenate([p.labels for p in self.parts])
+    return np.bincount(y[y >= 0], minlength=num_classes).tolist()
+
+  def utterances(self) -> list[corpus_lib.Utterance]:
+    return [p.cached.corpus.utterances[i] for p in self.parts
+            for i in p.indices]
+
+  def dataset(self):
+    """A tf.data.Dataset of {'features', 'length', 'label', 'domain'}."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    out = None
+    for part in self.parts:
+      n = len(part.cached.corpus.utterances)
+      keep = np.zeros(n, bool)
+      keep[part.indices] = True
+      label_table = np.full(n, -1, np.int32)
+      label_table[part.indices] = part.labels
+      ds = part.cached.builder.as_dataset(split='train', shuffle_files=False)
+      keep_t = tf.constant(keep)
+      ds = ds.filter(lambda ex, k=keep_t: tf.gather(k, ex['index']))
+      ds = ds.map(functools.partial(
+          _example, labels=tf.constant(label_table), domain=part.domain,
+          norm=None if part.norm is None else {
+              k: tf.constant(v, tf.int32 if k == 'rows' else tf.float32)
+              for k, v in part.norm.items()}))
+      out = ds if out is None else out.concatenate(ds)
+    return out
+
+  def load(self) -> dict[str, np.ndarray]:
+    """The whole split as numpy arrays, in listing order."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    rows = list(tfds.as_numpy(self.dataset()))
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def _example(ex, *, labels, domain, norm):
+  """A cached example -> a training example, normalised and labelled."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = ex['features']
+  if norm is not None:
+    r = tf.gather(norm['rows'], ex['index'])
+    x = (x - norm['shift'][r]) * norm['scale'][r]
+    if len(x.shape) >= 2:  # Padding along the first axis stays zero.
+      valid = tf.sequence_mask(ex['length'], x.shape[0], tf.float32)
+      x *= tf.reshape(valid, [-1] + [1] * (len(x.shape) - 1))
+  return {'features': x, 'length': ex['length'],
+          'label': tf.gather(labels, ex['index']),
+          'domain': tf.constant(domain, tf.int32)}
+
+
+@dataclasses.dataclass
+class Data:
+  classes: tuple[str, ...]
+  source_train: Split
+  target_train: Split
+  target_eval: Split
+  left_out: dict[str, int]  # corpus -> utterances the task does not cover.
+  skipped: dict[str, int]  # corpus -> unusable files.
+
+  def summary(self) -> str:
+    k = len(self.classes)
+    return (f'source {self.source_train.name}: {self.source_train.size} '
+            f'{self.source_train.class_counts(k)} | target train '
+            f'{self.target_train.name}: {self.target_train.size} | target eval:'
+            f' {self.target_eval.size} {self.target_eval.class_counts(k)} | '
+            f'classes {list(self.classes)} | left out (task) {self.left_out} '
+            f'| skipped (bad files) {self.skipped}')
+
+
+def source_names(data_cfg) -> list[str]:
+  names = [s.strip() for s in str(data_cfg.source).split(',') if s.strip()]
+  if not names:
+    raise ValueError('config.data.source: empty; give one corpus name or '
+                     'several separated by commas')
+  return names
+
+
+def validate(data_cfg, batch_size: int) -> None:
+  """Checks the data config; errors name the offending field."""
+  known = corpus_lib.available()
+  for name in source_names(data_cfg):
+    if name not in known:
+      raise ValueError(f'config.data.source: unknown corpus {name!r}; '
+                       f'known: {", ".join(known)}')
+  if data_cfg.target not in known:
+    raise ValueError(f'config.data.target: unknown corpus '
+                     f'{data_cfg.target!r}; known: {", ".join(known)}')
+  labels_lib.check_task(data_cfg.task)
+  if data_cfg.protocol not in PROTOCOLS:
+    raise ValueError(f'config.data.protocol: unknown protocol '
+                     f'{data_cfg.protocol!r}; known: {", ".join(PROTOCOLS)}')
+  if not 0.0 < data_cfg.target_train_fraction < 1.0:
+    raise ValueError('config.data.target_train_fraction: must be in (0, 1), '
+                     f'got {data_cfg.target_train_fraction}')
+  if data_cfg.get('normalize', 'none') not in normalize.METHODS:
+    raise ValueError(f'config.data.normalize: unknown method '
+                     f'{data_cfg.normalize!r}; known: '
+                     f'{", ".join(normalize.METHODS)}')
+  FeatureConfig.from_data_config(data_cfg)
+  n = jax.device_count()
+  if batch_size <= 0 or batch_size % n:
+    raise ValueError(f'config.train.batch_size: {batch_size} is not a positive '
+                     f'multiple of the number of devices ({n})')
+
+
+def _speaker_split(utts: list[corpus_lib.Utterance], idx: np.ndarray,
+                   train_fraction: float, seed: int):
+  """Splits `idx` into (train, test), by speaker when speakers are known."""
+  rng = np.random.default_rng(seed)
+  speakers = sorted({utts[i].speaker for i in idx})
+  if len(speakers) >= 2 and '' not in speakers:
+    order = rng.permutation(len(speakers))
+    per_speaker = {s: 0 for s in speakers}
+    for i in idx:
+      per_speaker[utts[i].speaker] += 1
+    test_speakers, n_test = set(), 0
+    for j in order:
+      # Keep at least one speaker for training.
+      if (n_test >= (1 - train_fraction) * len(idx)
+          or len(test_speakers) == len(speakers) - 1):
+        break
+      test_speakers.add(speakers[j])
+      n_test += per_speaker[speakers[j]]
+    is_test = np.array([utts[i].speaker in test_speakers for i in idx])
+  else:
+    is_test = np.zeros(len(idx), bool)
+    is_test[rng.permutation(len(idx))[:int(round((1 - train_fraction)
+                                                 * len(idx)))]] = True
+  return idx[~is_test], idx[is_test]
+
+
+def cache_dir(data_cfg) -> str:
+  return os.path.expanduser(
+      data_cfg.get('cache_dir') or os.environ.get('JAXSER_CACHE')
+      or '~/.cache/jaxser')
+
+
+def open_corpus(name: str, data_cfg) -> cache_lib.CachedCorpus:
+  """Lists corpus `name` and builds or opens its feature cache."""
+  corpus = corpus_lib.load(name, corpus_lib.corpus_root(name, data_cfg))
+  workers = data_cfg.get('workers', 0)
+  if workers < 0:
+    workers = os.cpu_count() or 1
+  return cache_lib.build(corpus, FeatureConfig.from_data_config(data_cfg),
+                         cache_dir(data_cfg), workers=workers)
+
+
+def normalization(cached: cache_lib.CachedCorpus, data_cfg) -> dict | None:
+  """The corpus's `config.data.normalize` map, from all its usable utterances.
+
+  No labels are used, so normalising the target corpus with its own
+  statistics is allowed under every protocol (as CAEmoCyGAN does). The
+  statistics are saved beside the cache and computed once.
+  """
+  method = data_cfg.get('normalize', 'none')
+  if method == 'none':
+    return None
+  path = f'{cached.meta_path[:-len(".json")]}.norm_{method}.npz'
+  speakers = np.array([u.speaker for u in cached.corpus.utterances])
+  if not os.path.exists(path):
+    whole = Split([Part(cached, cached.usable,
+                        np.full(len(cached.usable), -1, np.int32), 0)]).load()
+    stats = normalize.compute_stats(
+        whole['features'], whole['length'],
+        speakers[cached.usable], method)
+    np.savez(path + '.tmp.npz', **stats)
+    os.replace(path + '.tmp.npz', path)
+  with np.load(path) as z:
+    stats = dict(z)
+  return {'rows': normalize.row_index(stats, speakers),
+          'shift': stats['shift'], 'scale': stats['scale']}
+
+
+def load_data(data_cfg) -> Data:
+  """Builds the source and target sets of `data_cfg` (see module docstring)."""
+  task = data_cfg.task
+  classes = labels_lib.TASK_CLASSES[task]
+  left_out, skipped = {}, {}
+
+  def labelled(cached):
+    c = cached.corpus
+    lab = np.array([labels_lib.label(task, c.utterances[i], c.dim_scale)
+                    for i in cached.usable], object)
+    ok = np.array([l is not None for l in lab], bool)
+    left_out[c.name] = int((~ok).sum())
+    skipped[c.name] = len(cached.skipped)
+    return cached.usable[ok], lab[ok].astype(np.int32)
+
+  target = open_corpus(data_cfg.target, data_cfg)
+  t_idx, t_lab = labelled(target)
+  if not len(t_idx):
+    raise ValueError(f'config.data.target: corpus {data_cfg.target!r} has no '
+                     f'utterance covered by task {task!r}')
+  n_sources = len(source_names(data_cfg))
+  if data_cfg.protocol == 'transductive':
+    t_train = t_test = (t_idx, t_lab)
+  else:
+    tr, te = _speaker_split(target.corpus.utterances, t_idx,
+                            data_cfg.target_train_fraction,
+                            data_cfg.get('split_seed', 0))
+    lab_of = dict(zip(t_idx.tolist(), t_lab.tolist()))
+    t_train = (tr, np.array([lab_of[i] for i in tr], np.int32))
+    t_test = (te, np.array([lab_of[i] for i in te], np.int32))
+  hidden = np.full(len(t_train[0]), -1, np.int32)
+  t_norm = normalization(target, data_cfg)
+  target_train = Split([Part(target, t_train[0], hidden, n_sources, t_norm)])
+  target_eval = Split([Part(target, t_test[0], t_test[1], n_sources, t_norm)])
+
+  if data_cfg.protocol == 'within':
+    source_train = Split([Part(target, t_train[0], t_train[1], 0, t_norm)])
+  else:
+    parts = []
+    for d, name in enumerate(source_names(data_cfg)):
+      cached = open_corpus(name, data_cfg)
+      idx, lab = labelled(cached)
+      if not len(idx):
+        raise ValueError(f'config.data.source: corpus {name!r} has no '
+                         f'utterance covered by task {task!r}')
+      parts.append(Part(cached, idx, lab, d,
+                        normalization(cached, data_cfg)))
+    source_train = Split(parts)
+  data = Data(classes, source_train, target_train, target_eval, left_out,
+              skipped)
+  logging.info('data: %s', data.summary())
+  return data
+
+
+def _stream(split: Split, batch_size: int, seed: int, start_step: int,
+            with_labels: bool):
+  """An endless deterministic stream of batches starting at `start_step`.
+
+  Epoch e is the split in the order of a shuffle seeded by (seed, e), so the
+  batch at step s is a function of (seed, s) alone and a resumed run starts at
+  its step without replaying the ones before.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  n = split.size
+  base = split.dataset().cache()
+  if not with_labels:
+    base = base.map(lambda ex: {k: v for k, v in ex.items() if k != 'label'})
+  first_epoch, skip = divmod(start_step * batch_size, n)
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(
+      lambda e: base.shuffle(n, seed=e * 1_000_003 + seed))
+  ds = ds.skip(skip).batch(batch_size, drop_remainder=True)
+  # Each process keeps its own slice of every global batch.
+  per_host = batch_size // jax.process_count()
+  lo = jax.process_index() * per_host
+  if jax.process_count() > 1:
+    ds = ds.map(lambda b: {k: v[lo:lo + per_host] for k, v in b.items()})
+  return ds
+
+
+def train_batches(data: Data, batch_size: int, seed: int, start_step: int,
+                  sharding: jax.sharding.NamedSharding):
+  """Yields {'source': {...}, 'target': {...}} of global sharded arrays."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  ds = tf.data.Dataset.zip({
+      'source': _stream(data.source_train, batch_size, 2 * seed, start_step,
+                        with_labels=True),
+      'target': _stream(data.target_train, batch_size, 2 * seed + 1,
+                        start_step, with_labels=False),
+  }).prefetch(2)
+  for batch in ds.as_numpy_iterator():
+    yield jax.tree.map(lambda x: to_global(x, sharding), batch)
+
+
+def to_global(x: np.ndarray, sharding: jax.sharding.NamedSharding):
+  """A process-local batch slice as one global array sharded on 'data'."""
+  global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+  return jax.make_array_from_process_local_data(sharding, x, global_shape)

@@ -1,0 +1,82 @@
+"""What a method supplies to the generic train loop (`jaxser.train`).
+
+A method owns its model, its loss and any extra state it carries from step to
+step (e.g. Emo-DNA's EMA confidence threshold). The loop owns everything else:
+the train state, the optimiser, sharding, checkpoints, evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+
+PyTree = Any
+_METHODS: dict[str, type['Method']] = {}
+
+
+def register(name: str):
+  def wrap(cls):
+    cls.name = name
+    _METHODS[name] = cls
+    return cls
+  return wrap
+
+
+def names() -> list[str]:
+  return sorted(_METHODS)
+
+
+def get(name: str) -> type['Method']:
+  if name not in _METHODS:
+    raise ValueError(f'config.method: unknown method {name!r}; known: '
+                     f'{", ".join(names())}')
+  return _METHODS[name]
+
+
+class Method:
+  """Base class of methods.
+
+  Subclasses set `self.model` (a linen module whose variables are 'params' and
+  optionally 'batch_stats') and implement `init_variables`, `loss` and
+  `logits`; `init_state` returns the method's extra state (a pytree of arrays,
+  checkpointed with the rest of the train state).
+  """
+  name: str = ''
+
+  def __init__(self, config: ml_collections.ConfigDict, num_classes: int):
+    self.config = config
+    self.num_classes = num_classes
+
+  def init_variables(self, rng: jax.Array, batch: PyTree) -> PyTree:
+    """Model variables {'params': ..., 'batch_stats': ...} for `batch`."""
+    raise NotImplementedError
+
+  def init_state(self) -> PyTree:
+    return {}
+
+  def loss(self, params: PyTree, batch_stats: PyTree, method_state: PyTree,
+           batch: PyTree, rng: jax.Array, step: jax.Array):
+    """Training loss of one batch.
+
+    Args:
+      params: model parameters (differentiated).
+      batch_stats: batch-norm statistics.
+      method_state: the method's extra state.
+      batch: {'source': {'features', 'length', 'label', 'domain'},
+        'target': {'features', 'length', 'domain'}}; target labels are never
+        present.
+      rng: key for dropout and any other randomness of this step.
+      step: the optimiser step (0-based) being taken.
+
+    Returns:
+      (loss, (new_batch_stats, new_method_state, metrics)) where metrics is a
+      dict of scalars to log.
+    """
+    raise NotImplementedError
+
+  def logits(self, variables: PyTree, features: jax.Array,
+             lengths: jax.Array) -> jax.Array:
+    """Emotion logits in inference mode."""
+    raise NotImplementedError

@@ -1,0 +1,49 @@
+"""Classification metrics from a confusion matrix (rows = true class)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:
+  """c[i, j] = number of examples of true class i predicted as j."""
+  c = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(c, (np.asarray(y_true), np.asarray(y_pred)), 1)
+  return c
+
+
+def per_class_recall(c: np.ndarray) -> np.ndarray:
+  """Recall of each class; NaN for a class absent from the true labels."""
+  support = c.sum(axis=1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return np.where(support > 0, np.diag(c) / support, np.nan)
+
+
+def uar(c: np.ndarray) -> float:
+  """Unweighted average recall: mean recall over classes present."""
+  return float(np.nanmean(per_class_recall(c)))
+
+
+def war(c: np.ndarray) -> float:
+  """Weighted average recall, i.e. accuracy."""
+  return float(np.trace(c) / max(c.sum(), 1))
+
+
+def macro_f1(c: np.ndarray) -> float:
+  """Mean over classes present in truth or prediction of 2PR / (P + R)."""
+  tp = np.diag(c).astype(np.float64)
+  predicted, support = c.sum(axis=0), c.sum(axis=1)
+  present = (predicted + support) > 0
+  f1 = np.where(present, 2 * tp / np.maximum(predicted + support, 1), 0.0)
+  return float(f1[present].mean()) if present.any() else 0.0
+
+
+def summary(y_true, y_pred, classes) -> dict:
+  """The metric block of results.json."""
+  c = confusion(y_true, y_pred, len(classes))
+  recall = per_class_recall(c)
+  return dict(
+      uar=uar(c), war=war(c), macro_f1=macro_f1(c),
+      per_class_recall={k: (None if np.isnan(r) else float(r))
+                        for k, r in zip(classes, recall)},
+      confusion=c.tolist(), classes=list(classes), num_eval=int(c.sum()))

@@ -1,0 +1,143 @@
+"""The Emo-DNA network pieces: CNN backbone, TCN emotion encoder, BiLSTM corpus
+encoder and projection head (Emo-DNA section 4.1, "Implementation details").
+
+Inputs are (batch, frames, dims) feature sequences with their true lengths.
+The backbone halves the time axis three times (300 -> 37 frames); pooled
+means over time only count the frames that came from real input (a choice of
+ours: the paper does not say how padding is treated; `masked_pooling=False`
+gives the plain mean).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+  # PyTorch's defaults (momentum 0.1 on the new value, eps 1e-5), as the
+  # paper's implementation used.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5)
+
+
+def time_mask(lengths: jnp.ndarray, frames: int) -> jnp.ndarray:
+  """(batch, frames) float mask of the frames below each length."""
+  return (jnp.arange(frames)[None, :] < lengths[:, None]).astype(jnp.float32)
+
+
+def masked_mean(x: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+  """Mean over axis 1 of (batch, time, dims) counting frames where mask = 1."""
+  total = jnp.einsum('btd,bt->bd', x, mask)
+  return total / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+
+
+class Backbone(nn.Module):
+  """num_blocks x [Conv1D k=3 same -> BN -> ReLU -> Dropout -> MaxPool 2]."""
+  features: int = 64
+  num_blocks: int = 3
+  kernel_size: int = 3
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, lengths, *, train: bool):
+    for _ in range(self.num_blocks):
+      x = nn.Conv(self.features, (self.kernel_size,), padding='SAME')(x)
+      x = _batch_norm(train)(x)
+      x = nn.relu(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = nn.max_pool(x, (2,), strides=(2,))
+      lengths = jnp.maximum(lengths // 2, 1)
+    return x, lengths
+
+
+class TemporalBlock(nn.Module):
+  """Residual TCN block (Bai et al. 2018) with batch norm instead of weight
+  norm, as Emo-DNA describes: 2 x [causal dilated Conv1D -> BN -> ReLU ->
+  Dropout] added to the block input."""
+  features: int = 64
+  kernel_size: int = 2
+  dilation: int = 1
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    y = x
+    for _ in range(2):
+      # Causal: pad only on the left by (kernel - 1) * dilation.
+      y = nn.Conv(self.features, (self.kernel_size,),
+                  kernel_dilation=(self.dilation,),
+                  padding=(((self.kernel_size - 1) * self.dilation, 0),))(y)
+      y = _batch_norm(train)(y)
+      y = nn.relu(y)
+      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    if x.shape[-1] != self.features:
+      x = nn.Conv(self.features, (1,))(x)
+    return nn.relu(x + y)
+
+
+class TCNEncoder(nn.Module):
+  """Emotion encoder: residual TCN blocks, mean over time, Dense -> E."""
+  features: int = 64
+  dilations: Sequence[int] = (1, 2, 4, 8, 16)
+  kernel_size: int = 2
+  dropout: float = 0.1
+  out_dim: int = 128
+  masked_pooling: bool = True
+
+  @nn.compact
+  def __call__(self, x, lengths, *, train: bool):
+    for d in self.dilations:
+      x = TemporalBlock(self.features, self.kernel_size, d, self.dropout)(
+          x, train=train)
+    mask = (time_mask(lengths, x.shape[1]) if self.masked_pooling
+            else jnp.ones(x.shape[:2]))
+    return nn.Dense(self.out_dim)(masked_mean(x, mask))
+
+
+class BiLSTMEncoder(nn.Module):
+  """Corpus encoder: bidirectional LSTM, mean over time -> C (2 x hidden)."""
+  hidden: int = 64
+  masked_pooling: bool = True
+
+  @nn.compact
+  def __call__(self, x, lengths, *, train: bool):
+    del train
+    seq_lengths = lengths if self.masked_pooling else None
+    y = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.hidden)),
+                         nn.RNN(nn.OptimizedLSTMCell(self.hidden)))(
+                             x, seq_lengths=seq_lengths)
+    mask = (time_mask(lengths, x.shape[1]) if self.masked_pooling
+            else jnp.ones(x.shape[:2]))
+    return masked_mean(y, mask)
+
+
+class ProjectionHead(nn.Module):
+  """g: Dense -> ReLU -> Dense -> L2-normalise."""
+  hidden: int = 128
+  out_dim: int = 128
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(self.out_dim)(nn.relu(nn.Dense(self.hidden)(x)))
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class EmotionNet(nn.Module):
+  """Backbone + TCN emotion encoder + emotion classifier.
+
+  The network every UDA baseline and the source-only model share (Emo-DNA
+  compares all methods on E + E_e). Returns (logits, E).
+  """
+  num_classes: int
+  masked_pooling: bool = True
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, lengths, *, train: bool):
+    h, h_len = Backbone(dropout=self.dropout)(x, lengths, train=train)
+    e = TCNEncoder(dropout=self.dropout, masked_pooling=self.masked_pooling,
+                   name='emotion_encoder')(h, h_len, train=train)
+    return nn.Dense(self.num_classes, name='emotion_head')(e), e
