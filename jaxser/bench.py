@@ -22,6 +22,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+# Before TensorFlow is imported: it loads openSMILE's native library first.
+from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.',
                                           lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps.')

@@ -7,7 +7,8 @@ Fields (any can be overridden on the command line, e.g.
   method               registered method name (jaxser.methods).
   data.source          corpus name, or several comma-separated (multi-source).
   data.target          corpus name.
-  data.task            emotion4 | arousal | valence.
+  data.task            emotion4 | arousal | valence | arousal3 | valence3
+                       (jaxser/data/labels.py).
   data.protocol        transductive | split | within.
   data.target_train_fraction  train share of the target under split/within.
   data.split_seed      seed of the (speaker-independent) target split.

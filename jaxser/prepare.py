@@ -84,7 +84,7 @@ def summarize(corpus, cached: dict, seconds: float) -> dict:
     not_covered[task] = counts[None]
   files = [u.path for u in utts if u.path is not None]
   # Header reads only: the audio itself was read once, by the extraction.
-  duration = (sum(sf.info(p).duration for p in files) if files else None)
+  duration = sum(sf.info(p).duration for p in files) if files else None
   return dict(
       corpus=corpus.name,
       root=corpus.root,
@@ -171,6 +171,10 @@ def prepare(name: str, root: str | None, features: list[str],
   if frames is not None:
     data_cfg.frames = frames
   if root is None:
+    if not (os.environ.get('JAXSER_DATA') or corpus_lib.is_synthetic(name)):
+      raise corpus_lib.CorpusError(
+          f'corpus {name!r}: no folder given; pass --root=PATH or set '
+          f'JAXSER_DATA to the folder holding {name}/')
     root = corpus_lib.corpus_root(name, data_cfg)
   corpus = corpus_lib.load(name, root)
   configs = {}

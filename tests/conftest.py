@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxser.data import corpus as corpus_lib  # noqa: E402
+# Loads openSMILE's native library before any test imports TensorFlow.
+from jaxser.data import features  # noqa: E402,F401
 
 # Several tests compile the same programs; a persistent cache compiles once.
 jax.config.update('jax_compilation_cache_dir',

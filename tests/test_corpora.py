@@ -1,4 +1,4 @@
-"""Corpus loaders on fixture trees with each corpus's real naming, and labels."""
+"""Corpus loaders on fixture trees with the real naming; label mappings."""
 
 import io
 import os
@@ -41,19 +41,21 @@ A-E3:\tval 3; act 2; dom  2;\t()
 
 [10.0100 - 11.3925]\tSes01F_impro01_M013\texc\t[4.0000, 3.5000, 3.0000]
 """
-IEMOCAP_EVAL_2 = """[1.0 - 2.0]\tSes02M_script01_1_F002\txxx\t[1.5000, 4.5000, 3.0000]
-"""
+IEMOCAP_EVAL_2 = '[1.0 - 2.0]\tSes02M_script01_1_F002\txxx\t[1.5, 4.5, 3.0]\n'
 PODCAST_CSV = """FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set
 MSP-Podcast_0001_0008.wav,A,5.2,2.0,5.0,127,Male,Train
 MSP-Podcast_0002_0001.wav,X,3.0,4.4,4.0,Unknown,Unknown,Test1
 MSP-Podcast_0003_0001.wav,C,4.0,3.0,4.6,310,Female,Development
 """
-IMPROV_EVAL = """UTD-IMPROV-S01A-F01-P-FM01.avi; A; A:2.600000; V:1.800000; D:3.000000 ; N:3.200000;
-rater1; Angry; Frustrated; A:3.000000; V:2.000000; D:3.000000; N:3.000000;
-rater2; Angry; ; A:2.000000; V:2.000000; D:3.000000; N:4.000000;
-
-UTD-IMPROV-S03H-M02-R-MF03.avi; H; A:3.500000; V:4.200000; D:NaN ; N:2.000000;
-"""
+IMPROV_EVAL = (
+    'UTD-IMPROV-S01A-F01-P-FM01.avi; A; A:2.600000; V:1.800000; '
+    'D:3.000000 ; N:3.200000;\n'
+    'rater1; Angry; Frustrated; A:3.000000; V:2.000000; D:3.000000; '
+    'N:3.000000;\n'
+    'rater2; Angry; ; A:2.000000; V:2.000000; D:3.000000; N:4.000000;\n'
+    '\n'
+    'UTD-IMPROV-S03H-M02-R-MF03.avi; H; A:3.500000; V:4.200000; D:NaN ; '
+    'N:2.000000;\n')
 VAM_TABLE = """file;valence;activation;dominance;speaker
 Satz01.wav;-0.5;0.4;0.1;spk01
 Satz02.wav;0.2;-0.6;-0.3;spk02

@@ -105,3 +105,9 @@ def test_only_bad_files_is_an_error_naming_the_folder(run, tmp_path):
                      '--frames=20')
   assert code == 2 and str(tmp_path / 'bad') in err and 'all silent' in err
   assert not os.path.exists(tmp_path / 'cache' / 'emodb' / 'summary.json')
+
+
+def test_no_root_says_how_to_give_one(run, monkeypatch):
+  monkeypatch.delenv('JAXSER_DATA', raising=False)
+  code, _, err = run('--corpus=casia')
+  assert code == 2 and '--root=PATH' in err

@@ -1,4 +1,4 @@
-"""The four real corpora in ../shared/corpora: complete listings, readable audio.
+"""The four real corpora in ../shared/corpora: full listings, readable audio.
 
 The folder is $JAXSER_SHARED_CORPORA, else shared/corpora beside the
 repository; the tests skip where it is absent (as on a user's machine).

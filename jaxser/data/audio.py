@@ -118,9 +118,9 @@ def load(path: str, max_seconds: float | None = MAX_SECONDS) -> np.ndarray:
     raise AudioError(f'unreadable: {e}') from e
   with f:
     rate = f.samplerate
-    declared = f.frames
-    if f.format in ('WAV', 'WAVEX'):
-      declared = max(declared, _declared_wav_frames(path) or 0)
+    header = (_declared_wav_frames(path) if f.format in ('WAV', 'WAVEX')
+              else None)
+    declared = max(f.frames, header or 0)
     cap = math.inf if max_seconds is None else int(max_seconds * rate)
     blocks, n, error = [], 0, None
     while n < cap:
@@ -136,7 +136,10 @@ def load(path: str, max_seconds: float | None = MAX_SECONDS) -> np.ndarray:
       n += len(x)
   cause = f' ({error})' if error else ''
   expected = min(declared, cap)
-  if n < expected:
+  # A WAV header declaring more than is there, or a decoder failing, means a
+  # cut file; a compressed stream merely ending before libsndfile's estimate
+  # of its length is complete.
+  if n < expected and (header or error):
     if n < TRUNCATED_KEEP * expected:
       raise AudioError(f'truncated: {n / rate:.2f} s of the '
                        f'{declared / rate:.2f} s its header declares are '

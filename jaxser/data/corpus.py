@@ -77,7 +77,7 @@ class Corpus:
       the reason, as (path, reason) pairs.
     root: folder the corpus was read from (None for synthetic corpora).
     dim_scale: name of the scale of `Utterance.dims` ('iemocap', 'vam',
-      'msp', ...) used by the 3-class dimensional tasks; None if no ratings.
+      'msp_improv', 'msp_podcast') used by the 3-class dimensional tasks; None if no ratings.
     render: for synthetic corpora, a function utterance -> 16 kHz waveform.
     version: bumped by a loader or generator whose output changes, so caches
       built by an older version are rebuilt.
@@ -171,7 +171,9 @@ def load(name: str, root: str | None = None) -> Corpus:
       raise CorpusError(f'corpus {name!r}: folder {root!r} does not exist')
   corpus = _LOADERS[name](root)
   if not corpus.utterances:
+    example = (f', e.g. {corpus.unrecognised[0][0]}: '
+               f'{corpus.unrecognised[0][1]}' if corpus.unrecognised else '')
     raise CorpusError(
         f'corpus {name!r}: no recognisable audio file below {root!r} '
-        f'({len(corpus.unrecognised)} unrecognised files)')
+        f'({len(corpus.unrecognised)} unrecognised files{example})')
   return corpus

@@ -25,6 +25,10 @@ import json
 from typing import Any, Callable
 
 import numpy as np
+# openSMILE's native library must be loaded before TensorFlow's: with TF
+# loaded first, Smile.process_signal segfaults. Importing it here, before any
+# module of ours imports TF, fixes the order.
+import opensmile
 
 from jaxser.data.corpus import SAMPLE_RATE
 
@@ -289,7 +293,6 @@ def segment_mask(lengths, n_segments: int):
 @functools.lru_cache(maxsize=None)
 def _smile(feature_set: str):
   """One openSMILE extractor per process: building one takes ~0.1-0.3 s."""
-  import opensmile  # pylint: disable=g-import-not-at-top
   return opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
                          feature_level=opensmile.FeatureLevel.Functionals)
 

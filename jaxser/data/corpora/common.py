@@ -11,6 +11,7 @@ folder (the one an archive unpacks into, say) does not matter.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from typing import Callable, Mapping
 
@@ -84,8 +85,7 @@ def listing(name: str, root: str, parse: Parse, language: str,
     name: corpus name.
     root: the corpus folder.
     parse: rel_path -> Utterance fields (speaker, gender, emotion, dims,
-      partition; language may override the corpus's) or the reason the file
-      is not recognised.
+      partition) or the reason the file is not recognised.
     language: ISO 639-1 code of the corpus.
     dim_scale: scale of the ratings in `dims` (see jaxser.data.labels).
     unrecognised: further (path, reason) pairs the loader found, e.g. rows of
@@ -102,8 +102,7 @@ def listing(name: str, root: str, parse: Parse, language: str,
     if isinstance(fields, str):
       bad.append((rel, fields))
       continue
-    fields = {'language': language, **fields}
-    utts.append(Utterance(utt_id=rel, corpus=name,
+    utts.append(Utterance(utt_id=rel, corpus=name, language=language,
                           path=os.path.join(root, rel), **fields))
   return Corpus(name, utts, unrecognised=sorted(bad), root=root,
                 dim_scale=dim_scale)
@@ -122,7 +121,7 @@ def folder_conflict(rel: str, emotion: str) -> str | None:
   return None
 
 
-def ratings(values: Mapping[str, str]) -> dict[str, float]:
+def ratings(values: Mapping[str, str | None]) -> dict[str, float]:
   """Float ratings by dimension name, leaving out blank and NaN values."""
   out = {}
   for dim, text in values.items():
@@ -130,6 +129,6 @@ def ratings(values: Mapping[str, str]) -> dict[str, float]:
       v = float(text)
     except (TypeError, ValueError):
       continue
-    if v == v:  # Not NaN.
+    if math.isfinite(v):
       out[dim] = v
   return out

@@ -26,7 +26,9 @@ agreement, and the mean arousal, valence and dominance ratings on a 1-5
 scale, `dim_scale` 'msp_improv'), followed by each rater's line, which is
 ignored. The 'UTD-' video names key the 'MSP-' audio names by the tokens
 after the prefix. Audio files without a consensus line are reported as
-unrecognised.
+unrecognised. Ratings are kept as written: one public loader reverses the
+arousal scale (6 - A), holding that the file stores it high to low; the
+corpus's documentation was not at hand to confirm either reading.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ _IMPROV_LINE = re.compile(r'(UTD-IMPROV-\S+)\.avi;\s*([A-Z]);\s*A:\s*(\S+?)\s*;'
 
 
 def _one(root: str, name: str, corpus: str) -> str:
+  """The annotation file `name` below `root`; the corpus is useless without."""
   found = common.find(root, name)
   if not found:
     raise CorpusError(f'corpus {corpus!r}: no {name} below {root!r}; its '
@@ -89,9 +92,9 @@ def improv_evaluations(path: str) -> dict[str, dict]:
   with open(path, encoding='utf-8', errors='replace') as f:
     for line in f:
       m = _IMPROV_LINE.match(line.strip())
-      key = m and _IMPROV_NAME.fullmatch(m.group(1))
-      if key and m.group(2) in IMPROV_EMOTIONS:
-        out[key.group(1).upper()] = dict(
+      name = _IMPROV_NAME.fullmatch(m.group(1)) if m else None
+      if name and m.group(2) in IMPROV_EMOTIONS:
+        out[name.group(1).upper()] = dict(
             emotion=IMPROV_EMOTIONS[m.group(2)],
             dims=common.ratings({'arousal': m.group(3),
                                  'valence': m.group(4),
