@@ -9,12 +9,12 @@ events and checkpoints; rerunning on the same DIR resumes.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 # Before TensorFlow is imported: it loads openSMILE's native library first.
@@ -33,6 +33,10 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  # Library INFO logs (orbax, TFDS) drown the progress bar; --verbosity=0
+  # brings them back.
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
   # TF is only used for tf.data: keep it off the accelerators.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
@@ -44,7 +48,6 @@ def main(argv):
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from jaxser import train  # pylint: disable=g-import-not-at-top
-  logging.info('devices: %s', jax.devices())
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except ValueError as e:

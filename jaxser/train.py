@@ -12,7 +12,6 @@ same results as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import time
@@ -278,7 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = ckpt.restore(ckpt.latest_step(),
                          args=ocp.args.StandardRestore(abstract))
-    logging.info('resumed from step %d', int(state.step))
+    if jax.process_index() == 0:
+      print(f'resumed from step {int(state.step)} of {workdir}', flush=True)
   start = int(state.step)
   steps = config.train.steps
 

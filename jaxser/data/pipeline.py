@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 
 import jax
@@ -293,7 +292,8 @@ def load_data(data_cfg) -> Data:
     source_train = Split(parts)
   data = Data(classes, source_train, target_train, target_eval, left_out,
               skipped)
-  logging.info('data: %s', data.summary())
+  if jax.process_index() == 0:
+    print(f'data: {data.summary()}', flush=True)
   return data
 
 

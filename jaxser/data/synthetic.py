@@ -10,13 +10,14 @@ source (Rosenberg pulses, differentiated for lip radiation, with a one-pole
 return-phase filter setting the spectral tilt, cycle-to-cycle jitter and
 shimmer, and pulsed aspiration noise) follows an F0 contour made of a
 declination line, pitch accents on stressed syllables, a final fall and a slow
-wander. It excites a cascade of five formant resonators whose targets follow
-the segments and are smoothed into transitions (coarticulation); fricatives and
-stop bursts add band-pass noise. The vocal tract is applied as a time-varying
-filter by weighted overlap-add in the frequency domain, then the recording
-channel: room reverberation (exponentially decaying noise impulse response),
-additive coloured noise and mains hum at a given SNR, microphone low cut and
-colouration, optional telephone band-limiting and mu-law codec, gain, DC
+wander. It excites a cascade of seven formant resonators: F1-F3 follow the
+segments' targets, smoothed into transitions (coarticulation), and are scaled
+by the speaker's vocal-tract length; fricatives and stop bursts add band-pass
+noise. The vocal tract is applied as a time-varying filter by weighted
+overlap-add in the frequency domain, then the recording channel: room
+reverberation (exponentially decaying noise impulse response), additive
+coloured noise and mains hum at a given SNR, microphone low cut and
+colouration, gain, optional mu-law codec and telephone band-limiting, DC
 offset and clipping.
 
 Emotions follow the vocal-emotion literature qualitatively (Scherer 2003;
@@ -30,21 +31,29 @@ per utterance and per speaker, so that the classes overlap. A corpus's
 `expressiveness` scales the emotional deviations from neutral.
 
 Corpora (4 emotions, balanced; speakers `spkNN`, utterance ids
-`spkNN/<emotion>/NNNN`):
+`spkNN/<emotion>/NNNN`, 1.4-3.5 s each, about 11 ms of CPU to render):
 
   synth_acted_a: acted studio corpus (the default source). Language 'xa': five
-    vowels, CV(C) syllables, penultimate stress. 4 speakers (2 f, 2 m), the
-    same 10 sentences in every emotion, strong expression, quiet dry booth.
+    vowels, CV(C) syllables, penultimate stress. 8 speakers (4 f, 4 m) x 12
+    utterances per emotion, the same 12 sentences in every emotion, strong
+    expression (1.0) and little variation, quiet booth (SNR 40 dB, RT60
+    0.15 s).
   synth_acted_b: a second acted corpus. Language 'xb': eight vowels with front
-    rounded ones, consonant clusters, many fricatives, initial stress. 4
-    speakers (2 f, 2 m), strong expression, small room, bright microphone.
+    rounded ones, consonant clusters, many fricatives, initial stress. 8
+    speakers (4 f, 4 m) x 12, exaggerated expression (1.15), small room
+    (RT60 0.3 s), bright microphone (+5 dB at 4 kHz), SNR 32 dB.
   synth_natural: spontaneous-like speech (the default target). Language 'xc':
-    three vowels, strict CV, fast syllable-timed, final stress. 8 speakers
-    (4 f, 4 m), a new text per utterance, weak expression, more variation,
-    reverberant room, low-frequency noise and hum, dull microphone.
+    three vowels, strict CV, fast, final stress. 10 speakers (5 f, 5 m) x 10,
+    a new text per utterance, weak expression (0.75) and more variation,
+    reverberant room (RT60 0.6 s, DRR 2 dB), rumble and 50 Hz hum at SNR
+    15 dB, boxy microphone (+4 dB at 1.2 kHz), low gain, DC offset.
   synth_phone: call-centre speech. Language 'xd': six vowels, CVC syllables.
-    5 speakers (2 f, 3 m), moderate expression, telephone channel (300-3400 Hz,
-    mu-law), line noise.
+    8 speakers (3 f, 5 m) x 12, moderate expression (0.8), telephone channel
+    (300-3400 Hz, 8-bit mu-law), line noise at SNR 22 dB.
+
+Recording conditions make most of the gap between corpora, language and
+expressiveness the rest; `python -m jaxser.data.synthetic_check` measures it
+with a linear classifier on MFCC functionals.
 
 The waveform of an utterance depends only on (corpus name, utt_id): every
 random draw comes from a generator seeded by a CRC of them (speaker traits
@@ -71,10 +80,18 @@ VERSION = '1'
 EMOTIONS = ('neutral', 'happy', 'sad', 'angry')
 MAX_SECONDS = 3.5
 
+# F4-F7 of an adult male, fixed: with F1-F3 they make up the all-pole response
+# of the whole tract up to 8 kHz; with fewer poles the spectrum would fall off
+# too fast above F3 (what Klatt's higher-pole correction makes up for).
+_HIGHER_FORMANTS = np.array([3300.0, 4300.0, 5300.0, 6300.0])
+_BANDWIDTHS = np.array([60.0, 90.0, 140.0, 220.0, 300.0, 400.0, 500.0])
 _CTRL = 64  # Control rate of the synthesis parameters: 4 ms.
 _HOP, _WIN, _NFFT = 256, 512, 1024  # Time-varying filtering by overlap-add.
-# Output scale: a neutral voice at 0 dB effort comes out near -27 dBFS.
-_LEVEL = 0.006
+# Output scale: a neutral voice at 0 dB effort comes out near -32 dBFS.
+_LEVEL = 0.004
+# About the RMS of the pulse source: noise sources are scaled by it so that
+# their levels read as dB re the voiced source.
+_SOURCE_RMS = 3.0
 
 # Emotions as deviations from neutral (scaled by the corpus expressiveness):
 # f0 [semitones], range / rate / tilt / perturb / space / f1 [log2 factors of
@@ -84,13 +101,13 @@ _LEVEL = 0.006
 # between words].
 _EMOTION_SHIFT = {
     'neutral': {},
-    'happy': dict(f0=3.0, range=0.5, rate=0.12, level=3.0, tilt=0.4,
+    'happy': dict(f0=3.0, range=0.5, rate=0.12, level=2.0, tilt=0.5,
                   oq=-0.03, breath=0.0, perturb=0.2, space=0.1, f1=0.06,
                   pause=-0.04),
-    'sad': dict(f0=-2.0, range=-0.9, rate=-0.32, level=-5.0, tilt=-0.7,
-                oq=0.08, breath=6.0, perturb=0.3, space=-0.3, f1=-0.04,
+    'sad': dict(f0=-2.0, range=-0.9, rate=-0.32, level=-3.5, tilt=-1.0,
+                oq=0.08, breath=5.0, perturb=0.3, space=-0.3, f1=-0.04,
                 pause=0.15),
-    'angry': dict(f0=4.0, range=0.4, rate=0.15, level=7.0, tilt=1.1,
+    'angry': dict(f0=4.0, range=0.4, rate=0.15, level=4.5, tilt=1.5,
                   oq=-0.12, breath=-4.0, perturb=0.6, space=0.15, f1=0.1,
                   pause=-0.05),
 }
@@ -107,7 +124,7 @@ class Consonant:
   manner: str  # 'stop', 'fricative', 'nasal' or 'approximant'.
   voiced: bool
   noise_hz: float  # Centre of the frication or burst noise.
-  noise_gain: float
+  noise_gain: float  # Noise amplitude re the voiced source.
   locus: tuple[float, float, float]  # F1-F3 during the constriction.
 
 
@@ -164,7 +181,7 @@ class Language:
   coda: float
   stress: str
   syllable_s: float
-  syllables: tuple[int, int] = (7, 12)
+  syllables: tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,27 +245,27 @@ ACTED_A = Spec(
     Language('xa', ('i', 'e', 'a', 'o', 'u'),
              ('p', 't', 'k', 'b', 'd', 'g', 'm', 'n', 's', 'l'),
              onset=(0.1, 0.9, 0.0), coda=0.3, stress='penultimate',
-             syllable_s=0.2),
+             syllable_s=0.2, syllables=(6, 10)),
     genders='fmfmfmfm', per_class=12, sentences=12, expressiveness=1.0,
-    variability=0.7,
+    variability=0.5,
     channel=Channel(snr_db=40.0, rt60=0.15, drr_db=15.0, highpass_hz=50.0))
 ACTED_B = Spec(
     'synth_acted_b',
     Language('xb', ('i', 'y', 'E', '2', 'a', 'O', 'u', '@'),
              ('t', 'k', 'd', 's', 'sh', 'x', 'v', 'z', 'r', 'n'),
              onset=(0.1, 0.6, 0.3), coda=0.5, stress='initial',
-             syllable_s=0.23, syllables=(6, 11)),
-    genders='mfmfmfmf', per_class=12, sentences=12, expressiveness=0.9,
-    variability=0.7,
+             syllable_s=0.23, syllables=(5, 9)),
+    genders='mfmfmfmf', per_class=12, sentences=12, expressiveness=1.15,
+    variability=0.5,
     channel=Channel(snr_db=32.0, noise_colour=0.5, rt60=0.3, drr_db=8.0,
-                    highpass_hz=90.0, eq=(4000.0, 5.0, 1.2), gain_db=3.0))
+                    highpass_hz=90.0, eq=(4000.0, 5.0, 1.2), gain_db=-1.0))
 NATURAL = Spec(
     'synth_natural',
     Language('xc', ('i', 'a', 'u'),
              ('p', 't', 'k', 'm', 'n', 'ng', 'w', 'j', 'l'),
              onset=(0.0, 1.0, 0.0), coda=0.0, stress='final',
-             syllable_s=0.17, syllables=(8, 14)),
-    genders='fmfmfmfmfm', per_class=10, sentences=0, expressiveness=0.7,
+             syllable_s=0.17, syllables=(7, 12)),
+    genders='fmfmfmfmfm', per_class=10, sentences=0, expressiveness=0.75,
     variability=0.9,
     channel=Channel(snr_db=15.0, noise_colour=0.97, hum_hz=50.0, rt60=0.6,
                     drr_db=2.0, highpass_hz=40.0, eq=(1200.0, 4.0, 0.7),
@@ -258,7 +275,7 @@ PHONE = Spec(
     Language('xd', ('ae', 'A', 'I', 'E', 'O', 'u'),
              ('t', 'd', 'k', 'g', 'sh', 'f', 's', 'm', 'n', 'r'),
              onset=(0.15, 0.85, 0.0), coda=0.6, stress='penultimate',
-             syllable_s=0.21),
+             syllable_s=0.21, syllables=(6, 10)),
     genders='mfmmfmfm', per_class=12, sentences=0, expressiveness=0.8,
     variability=0.8,
     channel=Channel(snr_db=22.0, noise_colour=0.3, rt60=0.2, drr_db=10.0,
@@ -325,9 +342,9 @@ def _voice(spec: Spec, speaker: str, gender: str, emotion: str,
       range=3.0 * np.exp(0.2 * s.standard_normal()),
       rate=np.exp(0.08 * s.standard_normal()),
       level=1.5 * s.standard_normal(),
-      tilt=1400.0 * np.exp(0.15 * s.standard_normal()),
+      tilt=2000.0 * np.exp(0.15 * s.standard_normal()),
       oq=0.6 + 0.05 * female + 0.03 * s.standard_normal(),
-      breath=-24.0 + 4.0 * female + 3.0 * s.standard_normal(),
+      breath=-28.0 + 4.0 * female + 3.0 * s.standard_normal(),
       jitter=0.008 * np.exp(0.25 * s.standard_normal()),
       shimmer=0.04 * np.exp(0.25 * s.standard_normal()))
   shift = _EMOTION_SHIFT[emotion]
@@ -457,20 +474,23 @@ def _f0_track(n: int, accents, v: dict, rng: np.random.Generator):
 
 def _glottal_source(f0: np.ndarray, v: dict, rng: np.random.Generator):
   """Differentiated Rosenberg pulses with jitter/shimmer; and glottal flow."""
-  # Jitter: one random factor per glottal period.
-  periods = int(np.sum(f0) / SAMPLE_RATE) + 2
-  k0 = (np.cumsum(f0) / SAMPLE_RATE).astype(int)
-  f0 = f0 * (1 + v['jitter'] * rng.standard_normal(periods))[k0]
+  # Jitter: one random factor per glottal period (periods counted before it).
+  k = (np.cumsum(f0) / SAMPLE_RATE).astype(int)
+  f0 = f0 * (1 + v['jitter'] * rng.standard_normal(k[-1] + 1))[k]
   phase = np.cumsum(f0) / SAMPLE_RATE
   k = phase.astype(int)
   p = phase - k
-  tp, tn = v['oq'] * 2 / 3, v['oq'] / 3  # Opening is twice as slow as closing.
+  # Opening and closing phases, as fractions of the period. The closing phase
+  # shortens faster than the open phase as the voice tenses (small open
+  # quotient), which strengthens the high harmonics.
+  tn = v['oq'] ** 2 / 2
+  tp = v['oq'] - tn
   flow = np.where(p < tp, 0.5 - 0.5 * np.cos(np.pi * p / tp),
                   np.where(p < v['oq'], np.cos(0.5 * np.pi * (p - tp) / tn), 0))
   # Derivative with respect to phase rather than time, so that the source
   # power does not depend on F0 and vocal effort alone sets the level.
   dflow = np.diff(flow, prepend=0.0) * SAMPLE_RATE / f0
-  dflow *= (1 + v['shimmer'] * rng.standard_normal(periods + 2))[k]
+  dflow *= (1 + v['shimmer'] * rng.standard_normal(k[-1] + 1))[k]
   # The return phase of the LF model acts as a first-order low-pass: its corner
   # sets the spectral tilt (high for tense, low for lax voices).
   a = np.exp(-2 * np.pi * v['tilt'] / SAMPLE_RATE)
@@ -508,11 +528,12 @@ def _vocal_tract(x: np.ndarray, tracks: np.ndarray, v: dict) -> np.ndarray:
   crossfades from one frame's filter to the next.
   """
   n = x.size
-  frames = n // _HOP + 1
+  frames = n // _HOP + 2  # Every sample lies under two windows.
   tr = tracks[np.minimum(np.arange(frames) * (_HOP // _CTRL), len(tracks) - 1)]
   formants = np.concatenate(
-      [tr[:, :3], np.tile([3300.0, 4300.0], (frames, 1)) * v['vtl']], axis=1)
-  bws = np.array([60.0, 90.0, 140.0, 220.0, 300.0]) * np.ones((frames, 1))
+      [tr[:, :3], np.tile(np.minimum(_HIGHER_FORMANTS * v['vtl'], 7400.0),
+                          (frames, 1))], axis=1)
+  bws = _BANDWIDTHS * np.ones((frames, 1))
   bws[:, 0] += 120 * (v['oq'] - 0.5)  # Glottal losses widen B1 when open.
   win = signal.get_window('hann', _WIN).astype(np.float32)
   xp = np.pad(x.astype(np.float32), (_WIN // 2, _WIN))
@@ -536,21 +557,23 @@ def _frication(gain: np.ndarray, fc: np.ndarray, rng: np.random.Generator):
   Returns:
     The frication signal at the sample rate.
   """
-  out = np.zeros((len(gain) + 4) * _CTRL)
+  ring = 4 * _CTRL  # The resonance rings a little past its segment.
+  out = np.zeros(len(gain) * _CTRL + ring)
   edges = np.flatnonzero(np.diff(fc, prepend=0.0, append=0.0))
   for a, b in zip(edges[:-1], edges[1:]):
     if fc[a] == 0:
       continue
-    # One resonance of bandwidth fc / 2, unity gain at its centre, excited by
-    # white noise with 30% cosine ramps; it rings a little past the segment.
-    w, r = 2 * np.pi * fc[a] / SAMPLE_RATE, np.exp(-np.pi * fc[a] / 2
-                                                  / SAMPLE_RATE)
+    # One resonance of bandwidth fc / 2 and unity gain at its centre, excited
+    # by white noise with 30% cosine ramps.
+    w = 2 * np.pi * fc[a] / SAMPLE_RATE
+    r = np.exp(-np.pi * fc[a] / 2 / SAMPLE_RATE)
     den = [1.0, -2 * r * np.cos(w), r ** 2]
     g = np.abs(np.polyval(den[::-1], np.exp(-1j * w)))
     m = (b - a) * _CTRL
-    e = gain[a] * signal.windows.tukey(m, 0.3) * rng.standard_normal(m)
-    out[a * _CTRL:b * _CTRL + 4 * _CTRL] += signal.lfilter(
-        [g], den, np.pad(e, (0, 4 * _CTRL)))
+    e = (gain[a] * _SOURCE_RMS * signal.windows.tukey(m, 0.3)
+         * rng.standard_normal(m))
+    out[a * _CTRL:b * _CTRL + ring] += signal.lfilter(
+        [g], den, np.pad(e, (0, ring)))
   return out[:len(gain) * _CTRL]
 
 
@@ -577,7 +600,7 @@ def _sos_peak(hz: float, db: float, q: float) -> np.ndarray:
 
 
 def _channel(x: np.ndarray, ch: Channel, rng: np.random.Generator):
-  """Room, noise, microphone, line and converter."""
+  """Room, noise, microphone, codec, line and converter."""
   if ch.rt60 > 0:
     t = np.arange(int(min(ch.rt60, 0.8) * SAMPLE_RATE)) / SAMPLE_RATE
     tail = rng.standard_normal(t.size) * np.exp(-6.91 * t / ch.rt60)
@@ -589,34 +612,38 @@ def _channel(x: np.ndarray, ch: Channel, rng: np.random.Generator):
   noise = signal.lfilter([1.0], [1, -ch.noise_colour],
                          rng.standard_normal(x.size))
   if ch.hum_hz:
-    t = np.arange(x.size) / SAMPLE_RATE
-    noise /= np.std(noise)
-    noise += sum(np.sin(2 * np.pi * ch.hum_hz * h * t + rng.uniform(0, 6.3)) / h
-                 for h in range(1, 6))
+    # Mains hum: five harmonics falling as 1/h; one period, tiled.
+    period = np.arange(round(SAMPLE_RATE / ch.hum_hz)) / SAMPLE_RATE
+    hum = sum(np.sin(2 * np.pi * ch.hum_hz * h * period) / h
+              for h in range(1, 6))
+    noise = noise / np.std(noise) + np.resize(
+        np.roll(hum, rng.integers(hum.size)), x.size)
   snr = ch.snr_db + 3.0 * rng.standard_normal()
   x = x + noise * np.sqrt(np.mean(x ** 2) / np.mean(noise ** 2)
                           * 10 ** (-snr / 10))
   x = signal.sosfilt(_sos_highpass(ch.highpass_hz), x)
-  x = signal.sosfilt(_sos_peak(*ch.eq), x)
-  if ch.band is not None:
-    x = signal.sosfilt(_sos_band(*ch.band), x)
-  x = x * 10 ** (ch.gain_db / 20) + ch.dc
+  x = signal.sosfilt(_sos_peak(*ch.eq), x) * 10 ** (ch.gain_db / 20)
   if ch.mulaw:
     mu = 255.0
     y = np.sign(x) * np.log1p(mu * np.minimum(np.abs(x), 1)) / np.log1p(mu)
     y = np.round(y * 127) / 127
     x = np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
-  return np.clip(x, -1.0, 1.0)
+  if ch.band is not None:
+    # After the codec, as the line and the decoder's reconstruction filter
+    # also remove its quantisation noise outside the band.
+    x = signal.sosfilt(_sos_band(*ch.band), x)
+  return np.clip(x + ch.dc, -1.0, 1.0)
 
 
 def render(spec: Spec, utt: Utterance) -> np.ndarray:
   """The 16 kHz mono float32 waveform of `utt`, a function of its id alone."""
+  speaker, emotion, index = utt.utt_id.split('/')
   rng = _rng(spec.name, utt.utt_id)
-  v = _voice(spec, utt.speaker, utt.gender, utt.emotion, rng)
+  v = _voice(spec, speaker, spec.genders[int(speaker[3:])], emotion, rng)
   if spec.sentences:
     # Acted corpora: every speaker reads the same sentences in every emotion.
-    index = int(utt.utt_id.rsplit('/', 1)[1]) % spec.sentences
-    words = _text(spec.language, _rng(spec.name, 'text', str(index)))
+    words = _text(spec.language,
+                  _rng(spec.name, 'text', str(int(index) % spec.sentences)))
   else:
     words = _text(spec.language, rng)
   tracks, accents = _segments(words, spec.language, v, rng)
@@ -625,15 +652,17 @@ def render(spec: Spec, utt: Utterance) -> np.ndarray:
   tracks = np.concatenate(
       [_smooth(tracks[:, :3], 11), _smooth(tracks[:, 3:5], 3)], axis=1)
   n = len(tracks) * _CTRL
-  t = (np.arange(len(tracks)) + 0.5) * _CTRL
-  per_sample = lambda x: np.interp(np.arange(n), t, x)
+
+  def per_sample(x):
+    return np.interp(np.arange(n), (np.arange(len(x)) + 0.5) * _CTRL, x)
+
   f0 = per_sample(_f0_track(len(tracks), accents, v, rng))
   dflow, flow = _glottal_source(f0, v, rng)
   white = rng.standard_normal((2, n))
   # Aspiration: turbulence at the glottis, pulsed by the glottal flow.
-  breath = 10 ** (v['breath'] / 20) * 3.0 * (0.3 + flow) * white[0]
+  breath = 10 ** (v['breath'] / 20) * _SOURCE_RMS * (0.3 + flow) * white[0]
   voiced = (per_sample(tracks[:, 3]) * (dflow + breath)
-            + per_sample(tracks[:, 4]) * 3.0 * white[1])
+            + per_sample(tracks[:, 4]) * _SOURCE_RMS * white[1])
   x = _vocal_tract(voiced, tracks, v) + frication
   x *= _LEVEL * 10 ** (v['level'] / 20)
   return _channel(x, spec.channel, rng).astype(np.float32)

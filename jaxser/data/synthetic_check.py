@@ -8,7 +8,7 @@ one JSON line of unweighted average recalls (UAR, emotion4):
   within: per corpus, leave-one-speaker-out cross-validation;
   cross: '<source>-><target>', trained on all of the source, tested on all of
     the target;
-  render_s: per corpus, seconds spent rendering audio (summed over workers).
+  render_s: per corpus, CPU seconds spent rendering audio.
 
   python -m jaxser.data.synthetic_check [--source=S] [--targets=T1,T2]
 """
@@ -30,8 +30,8 @@ from jaxser.data import synthetic
 
 _SOURCE = flags.DEFINE_string('source', synthetic.DEFAULT_SOURCE,
                               'Training corpus.')
-_TARGETS = flags.DEFINE_list('targets', [synthetic.DEFAULT_TARGET],
-                             'Test corpora.')
+_TARGETS = flags.DEFINE_list('targets', list(synthetic.DEFAULT_CORPORA),
+                             'Test corpora (the source is left out).')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Worker processes.')
 _CHUNK = 50
 
@@ -42,9 +42,9 @@ def _featurise(name: str, start: int, stop: int):
   feature = features_lib.FeatureConfig.create('mfcc40')
   rows, render_s = [], 0.0
   for utt in corpus.utterances[start:stop]:
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: robust to other load on the machine.
     wav = corpus.read_audio(utt)
-    render_s += time.perf_counter() - t
+    render_s += time.process_time() - t
     x, _ = feature.compute(wav)
     rows.append(np.concatenate([x.mean(axis=0), x.std(axis=0)]))
   return np.stack(rows), render_s

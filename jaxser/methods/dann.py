@@ -3,7 +3,7 @@
 emotion network (E + E_e, as Emo-DNA compares all methods on it):
 
   L = CE(phi_e(E^S), y^S) + trade_off * L_d,
-  L_d = 1/2 [ mean_{i in S} BCE(D(R(E_i)), 1) + mean_{j in T} BCE(D(R(E_j)), 0) ],
+  L_d = 1/2 [mean_{i in S} BCE(D(R(E_i)), 1) + mean_{j in T} BCE(D(R(E_j)), 0)],
 
 with D the domain discriminator (jaxser.models.discriminator; source = 1,
 target = 0, as transfer-learning-library's DomainAdversarialLoss) and R the
@@ -100,14 +100,11 @@ def domain_adversarial_loss(domain_logits: jnp.ndarray, num_source: int,
     weights = jnp.ones_like(bce)
   correct = ((domain_logits > 0) == (labels > 0)).astype(domain_logits.dtype)
 
-  def per_domain(values, w):
-    return (jnp.sum(w * values[:n]) / jax.lax.stop_gradient(jnp.sum(w[:n])) +
-            jnp.sum(w * values[n:]) / jax.lax.stop_gradient(jnp.sum(w[n:])))
+  def weighted_mean(values, w):
+    return jnp.sum(w * values) / jax.lax.stop_gradient(jnp.sum(w))
 
-  del per_domain
-  w_s, w_t = weights[:n], weights[n:]
-  loss = 0.5 * (jnp.sum(w_s * bce[:n]) / jax.lax.stop_gradient(jnp.sum(w_s)) +
-                jnp.sum(w_t * bce[n:]) / jax.lax.stop_gradient(jnp.sum(w_t)))
+  loss = 0.5 * (weighted_mean(bce[:n], weights[:n]) +
+                weighted_mean(bce[n:], weights[n:]))
   accuracy = 0.5 * (jnp.mean(correct[:n]) + jnp.mean(correct[n:]))
   return loss, accuracy
 
@@ -163,8 +160,8 @@ class DANN(base.Method):
     return logits, e, module.discriminate(h, train=train)
 
   def init_variables(self, rng, batch):
-    # Both corpora, as in training: the discriminator's input size may depend
-    # on the emotion logits (CDAN).
+    # Through the discriminator too, to create its variables: its input size
+    # depends on the method (CDAN's map of E and the emotion logits).
     src = batch['source']
     return self.model.init({'params': rng, 'dropout': rng}, src['features'],
                            src['length'], 1.0, train=False,

@@ -1,0 +1,381 @@
+"""Runs a grid of experiments and tabulates it as Emo-DNA's Tables 2-3.
+
+  python -m jaxser.grid --methods=source_only,dann,dan,jan,cdan,bsp \
+      --pairs=casia:emovo,emovo:casia --tasks=arousal,valence --seeds=3 \
+      --workdir=DIR [--steps=N] [--data_root=PATH] [--set=key=value ...]
+
+One cell is (method, source, target, task, seed): configs/<method>.py with
+data.source, data.target, data.task and seed set (seeds 0..N-1), then
+--steps (train.steps), --data_root (data.root) and each --set (a dotted
+config field, e.g. --set=train.batch_size=32 --set=dann.trade_off=0.5,
+applied to the methods whose config has the field). Cells run one after
+another in this process (`jaxser.train.train_and_evaluate`), each in
+DIR/<task>/<method>/<source>_<target>/seed<k>/. A cell with a results.json
+is finished and skipped; an interrupted one resumes from its checkpoint, so
+rerunning the same command continues the grid.
+
+After every cell, DIR/table.md and DIR/table.csv are rewritten: one table
+per task, a row per method, per source corpus the mean +- std over seeds of
+WAR, F1 (macro) and UAR in %, each first averaged over that source's targets
+within a seed, and an Average column over all pairs (per seed, then mean and
+std). A seed counts in a column only once all the column's pairs are
+finished for it; the CSV gives the number of seeds counted.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import dataclasses
+import importlib.util
+import io
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+import numpy as np
+
+# Before TensorFlow is imported (as jaxser.main): openSMILE's native library
+# must load first.
+from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+
+# (column label, results.json key), in table order.
+METRICS = (('WAR', 'war'), ('F1', 'macro_f1'), ('UAR', 'uar'))
+AVERAGE = 'Average'
+
+_METHODS = flags.DEFINE_list('methods', None, 'Methods (configs/<m>.py).')
+_PAIRS = flags.DEFINE_list('pairs', None, 'source:target corpus pairs.')
+_TASKS = flags.DEFINE_list('tasks', ['arousal', 'valence'], 'Tasks.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 per cell.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Grid folder.')
+_STEPS = flags.DEFINE_integer('steps', None, 'train.steps of every cell.')
+_DATA_ROOT = flags.DEFINE_string('data_root', None,
+                                 'data.root of every cell.')
+_SET = flags.DEFINE_multi_string('set', [], 'key=value config override.')
+_CONFIGS_DIR = flags.DEFINE_string(
+    'configs_dir', None, 'Folder of the <method>.py configs (default: '
+    'configs/ next to the jaxser package).')
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One experiment of the grid."""
+  method: str
+  source: str
+  target: str
+  task: str
+  seed: int
+
+  def workdir(self, root: str) -> str:
+    return os.path.join(root, self.task, self.method,
+                        f'{self.source}_{self.target}', f'seed{self.seed}')
+
+  def __str__(self):
+    return (f'{self.method} {self.source}->{self.target} {self.task} '
+            f'seed{self.seed}')
+
+
+def parse_pairs(specs: Iterable[str]) -> list[tuple[str, str]]:
+  pairs = []
+  for spec in specs:
+    source, sep, target = spec.partition(':')
+    if not (sep and source and target):
+      raise ValueError(f'--pairs: {spec!r} is not source:target')
+    pairs.append((source, target))
+  return pairs
+
+
+def grid_cells(methods: Sequence[str], pairs: Sequence[tuple[str, str]],
+               tasks: Sequence[str], seeds: int) -> list[Cell]:
+  """All cells, task-major then method, pair and seed (the table order)."""
+  return [Cell(m, s, t, task, k) for task in tasks for m in methods
+          for s, t in pairs for k in range(seeds)]
+
+
+def default_configs_dir() -> str:
+  import jaxser  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(jaxser.__file__))), 'configs')
+
+
+def load_config(method: str, configs_dir: str) -> ml_collections.ConfigDict:
+  """get_config() of configs_dir/<method>.py."""
+  path = os.path.join(configs_dir, f'{method}.py')
+  if not os.path.exists(path):
+    raise ValueError(f'--methods: no config {path} for method {method!r}')
+  spec = importlib.util.spec_from_file_location(f'grid_config_{method}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def parse_override(spec: str) -> tuple[str, str]:
+  key, sep, value = spec.partition('=')
+  if not (sep and key):
+    raise ValueError(f'--set: {spec!r} is not key=value')
+  return key, value
+
+
+def _lookup(config: ml_collections.ConfigDict, key: str):
+  """(parent ConfigDict, field name) of a dotted key, or None if absent."""
+  *parents, field = key.split('.')
+  node = config
+  for p in parents:
+    if not isinstance(node, ml_collections.ConfigDict) or p not in node:
+      return None
+    node = node[p]
+  if not isinstance(node, ml_collections.ConfigDict) or field not in node:
+    return None
+  return node, field
+
+
+def _typed(value: str, current: Any) -> Any:
+  """`value` read as the type of the field's current value."""
+  if isinstance(current, bool):
+    if value.lower() not in ('true', 'false', '1', '0'):
+      raise ValueError(f'--set: {value!r} is not a bool')
+    return value.lower() in ('true', '1')
+  if isinstance(current, str):
+    return value
+  try:
+    return ast.literal_eval(value)
+  except (ValueError, SyntaxError) as e:
+    raise ValueError(f'--set: cannot read {value!r}') from e
+
+
+def apply_overrides(configs: dict[str, ml_collections.ConfigDict],
+                    overrides: Sequence[tuple[str, str]]) -> None:
+  """Sets each key=value in every config that has the key.
+
+  Raises:
+    ValueError: a key none of the configs has (a typo would otherwise be
+      silently ignored), or a value of the wrong type.
+  """
+  for key, value in overrides:
+    found = False
+    for config in configs.values():
+      where = _lookup(config, key)
+      if where is None:
+        continue
+      node, field = where
+      try:
+        node[field] = _typed(value, node[field])
+      except TypeError as e:
+        raise ValueError(f'--set {key}={value}: {e}') from e
+      found = True
+    if not found:
+      raise ValueError(f'--set: no method config has the field {key!r}')
+
+
+def cell_config(base: ml_collections.ConfigDict,
+                cell: Cell) -> ml_collections.ConfigDict:
+  """The method's config with the cell's corpora, task and seed."""
+  config = base.copy_and_resolve_references()
+  config.data.source = cell.source
+  config.data.target = cell.target
+  config.data.task = cell.task
+  config.seed = cell.seed
+  return config
+
+
+def run_grid(cells: Sequence[Cell], root: str,
+             make_config: Callable[[Cell], ml_collections.ConfigDict],
+             train_fn: Callable[[ml_collections.ConfigDict, str], dict],
+             on_result: Callable[[list[dict]], None] = lambda results: None,
+             log: Callable[[str], None] = print) -> list[dict]:
+  """Runs the cells without results.json; returns every cell's results.
+
+  Args:
+    cells: the grid.
+    root: the grid folder.
+    make_config: the config of a cell.
+    train_fn: (config, workdir) -> results dict that also writes
+      workdir/results.json (`jaxser.train.train_and_evaluate`).
+    on_result: called with the results so far after each cell.
+    log: where the progress lines go.
+
+  Returns:
+    The results dicts, in cell order, each with the cell's fields.
+  """
+  results = []
+  for i, cell in enumerate(cells, 1):
+    workdir = cell.workdir(root)
+    path = os.path.join(workdir, 'results.json')
+    start = time.perf_counter()
+    if os.path.exists(path):
+      with open(path) as f:
+        result = json.load(f)
+      status = 'done before'
+    else:
+      result = train_fn(make_config(cell), workdir)
+      status = f'{time.perf_counter() - start:.0f} s'
+    result = dict(result, **dataclasses.asdict(cell))
+    results.append(result)
+    log(f'[{i}/{len(cells)}] {cell}: WAR {result["war"]:.4f} '
+        f'F1 {result["macro_f1"]:.4f} UAR {result["uar"]:.4f} ({status})')
+    on_result(results)
+  return results
+
+
+def table_rows(results: Sequence[dict],
+               pairs: Sequence[tuple[str, str]]) -> dict[str, list[dict]]:
+  """The Emo-DNA Table 2-3 numbers of finished cells (pure).
+
+  For a task and method, a column (a source corpus with its targets among
+  `pairs`, or AVERAGE with all of `pairs`) has, per seed with all of the
+  column's pairs finished, the mean of each metric over those pairs; the
+  column's entry is the mean and standard deviation (np.std, ddof = 0) of
+  these per-seed means, in %.
+
+  Args:
+    results: dicts with method, source, target, task, seed and the METRICS
+      keys (fractions), e.g. `run_grid`'s.
+    pairs: the grid's (source, target) pairs; they fix the columns.
+
+  Returns:
+    {task: [{'method': name, 'columns': {column: {metric: (mean, std,
+    num_seeds) or None}}}]}, tasks and methods in order of first appearance,
+    columns in order of the sources' first appearance in `pairs`, then
+    AVERAGE.
+  """
+  columns = {}
+  for source, target in pairs:
+    columns.setdefault(source, []).append((source, target))
+  columns[AVERAGE] = list(pairs)
+
+  by_key = {}  # (task, method) -> seed -> (source, target) -> result
+  for r in results:
+    by_key.setdefault((r['task'], r['method']), {}).setdefault(
+        r['seed'], {})[(r['source'], r['target'])] = r
+
+  tables = {}
+  for (task, method), seeds in by_key.items():
+    row = {}
+    for column, column_pairs in columns.items():
+      complete = [s for s in sorted(seeds)
+                  if all(p in seeds[s] for p in column_pairs)]
+      row[column] = {}
+      for label, key in METRICS:
+        if not complete:
+          row[column][label] = None
+          continue
+        per_seed = [100.0 * np.mean([seeds[s][p][key] for p in column_pairs])
+                    for s in complete]
+        row[column][label] = (float(np.mean(per_seed)),
+                              float(np.std(per_seed)), len(complete))
+    tables.setdefault(task, []).append({'method': method, 'columns': row})
+  return tables
+
+
+def to_markdown(tables: dict[str, list[dict]]) -> str:
+  """One markdown table per task: 'mean ± std' per column and metric."""
+  out = []
+  for task, rows in tables.items():
+    columns = list(rows[0]['columns'])
+    head = ['Method'] + [f'{c} {label}' for c in columns
+                         for label, _ in METRICS]
+    out += [f'## {task}', '', '| ' + ' | '.join(head) + ' |',
+            '|' + '---|' * len(head)]
+    for row in rows:
+      cells = [row['method']]
+      for c in columns:
+        for label, _ in METRICS:
+          entry = row['columns'][c][label]
+          cells.append('-' if entry is None
+                       else f'{entry[0]:.1f} ± {entry[1]:.1f}')
+      out.append('| ' + ' | '.join(cells) + ' |')
+    out += ['', 'mean ± std (%) over seeds; per source: averaged over its '
+            'targets; Average: over all pairs.', '']
+  return '\n'.join(out)
+
+
+def to_csv(tables: dict[str, list[dict]]) -> str:
+  """The same numbers, one row per task and method: per column and metric,
+  mean, std and the number of seeds (empty when none finished)."""
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator='\n')
+  header_written = False
+  for task, rows in tables.items():
+    for row in rows:
+      columns = list(row['columns'])
+      if not header_written:
+        writer.writerow(['task', 'method'] + [
+            f'{c}_{label}_{stat}' for c in columns for label, _ in METRICS
+            for stat in ('mean', 'std', 'seeds')])
+        header_written = True
+      values = [task, row['method']]
+      for c in columns:
+        for label, _ in METRICS:
+          entry = row['columns'][c][label]
+          values += (['', '', 0] if entry is None
+                     else [f'{entry[0]:.4f}', f'{entry[1]:.4f}', entry[2]])
+      writer.writerow(values)
+  return buf.getvalue()
+
+
+def write_tables(root: str, results: Sequence[dict],
+                 pairs: Sequence[tuple[str, str]]) -> None:
+  tables = table_rows(results, pairs)
+  for name, text in (('table.md', to_markdown(tables)),
+                     ('table.csv', to_csv(tables))):
+    tmp = os.path.join(root, name + '.tmp')
+    with open(tmp, 'w') as f:
+      f.write(text)
+    os.replace(tmp, os.path.join(root, name))
+
+
+def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
+        train_fn=None) -> list[dict]:
+  """Loads and checks every method's config, then runs the grid (`run_grid`;
+  `train_fn` defaults to `jaxser.train.train_and_evaluate`)."""
+  if train_fn is None:
+    from jaxser import train  # pylint: disable=g-import-not-at-top
+    train_fn = train.train_and_evaluate
+  configs = {m: load_config(m, configs_dir) for m in methods}
+  apply_overrides(configs, overrides)
+  os.makedirs(root, exist_ok=True)
+  return run_grid(
+      grid_cells(methods, pairs, tasks, seeds), root,
+      lambda cell: cell_config(configs[cell.method], cell), train_fn,
+      on_result=lambda results: write_tables(root, results, pairs))
+
+
+def main(argv):
+  del argv
+  # As jaxser.main: library INFO logs off unless --verbosity is given, TF
+  # (tf.data only) off the accelerators, and reruns reuse compiled programs.
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', os.environ.get(
+      'JAX_COMPILATION_CACHE_DIR',
+      os.path.expanduser('~/.cache/jaxser/xla')))
+
+  try:
+    overrides = [parse_override(s) for s in _SET.value]
+    if _STEPS.value is not None:
+      overrides.append(('train.steps', str(_STEPS.value)))
+    if _DATA_ROOT.value is not None:
+      overrides.append(('data.root', _DATA_ROOT.value))
+    results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
+                  _SEEDS.value, _WORKDIR.value,
+                  _CONFIGS_DIR.value or default_configs_dir(), overrides)
+  except ValueError as e:
+    # Config and data errors: one line naming the flag, field or file.
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'{len(results)} cells; tables in '
+        f'{os.path.join(_WORKDIR.value, "table.md")} and table.csv')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['methods', 'pairs', 'workdir'])
+  app.run(main)
