@@ -76,7 +76,7 @@ from jaxser.data.corpus import SAMPLE_RATE
 from jaxser.data.corpus import Utterance
 
 # Bump whenever the rendered audio changes, so feature caches are rebuilt.
-VERSION = '1'
+VERSION = '2'
 EMOTIONS = ('neutral', 'happy', 'sad', 'angry')
 MAX_SECONDS = 3.5
 
