@@ -39,9 +39,10 @@ class Method:
   """Base class of methods.
 
   Subclasses set `self.model` (a linen module whose variables are 'params' and
-  optionally 'batch_stats') and implement `init_variables`, `loss` and
-  `logits`; `init_state` returns the method's extra state (a pytree of arrays,
-  checkpointed with the rest of the train state).
+  optionally 'batch_stats') and implement `loss` and `logits` (and
+  `init_variables` where the default does not fit); `init_state` returns the
+  method's extra state (a pytree of arrays, checkpointed with the rest of the
+  train state).
   """
   name: str = ''
 
@@ -50,8 +51,14 @@ class Method:
     self.num_classes = num_classes
 
   def init_variables(self, rng: jax.Array, batch: PyTree) -> PyTree:
-    """Model variables {'params': ..., 'batch_stats': ...} for `batch`."""
-    raise NotImplementedError
+    """Model variables {'params': ..., 'batch_stats': ...} for `batch`.
+
+    By default `self.model(features, lengths, train=False)` on the source
+    half of the batch; methods whose model needs more override this.
+    """
+    src = batch['source']
+    return self.model.init({'params': rng, 'dropout': rng}, src['features'],
+                           src['length'], train=False)
 
   def init_state(self) -> PyTree:
     return {}

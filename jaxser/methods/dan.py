@@ -65,11 +65,6 @@ class DAN(base.Method):
                          estimator=self.hparams.estimator,
                          kernel=self.feature_kernel())
 
-  def init_variables(self, rng, batch):
-    src = batch['source']
-    return self.model.init({'params': rng, 'dropout': rng}, src['features'],
-                           src['length'], train=False)
-
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     del step
     src, tgt = batch['source'], batch['target']

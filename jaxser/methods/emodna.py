@@ -74,11 +74,6 @@ class EmoDNA(base.Method):
         dropout=config.model.dropout, lstm_hidden=config.model.lstm_hidden,
         projection_dim=config.model.projection_dim)
 
-  def init_variables(self, rng, batch):
-    src = batch['source']
-    return self.model.init({'params': rng, 'dropout': rng}, src['features'],
-                           src['length'], train=False)
-
   def init_state(self):
     return {'tau': losses.ema_threshold_init(self.num_classes)}
 

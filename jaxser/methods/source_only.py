@@ -23,11 +23,6 @@ class SourceOnly(base.Method):
         num_classes, masked_pooling=config.model.masked_pooling,
         dropout=config.model.dropout)
 
-  def init_variables(self, rng, batch):
-    src = batch['source']
-    return self.model.init({'params': rng, 'dropout': rng}, src['features'],
-                           src['length'], train=False)
-
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     del step
     src = batch['source']
