@@ -76,7 +76,10 @@ def main(argv):
       b = {'features': rng.standard_normal((batch_size,) + shape,
                                            np.float32),
            'length': np.full((batch_size,), shape[0], np.int32),
-           'domain': np.zeros((batch_size,), np.int32)}
+           'domain': np.zeros((batch_size,), np.int32),
+           # Speaker metadata (DIFL's adversarial heads read it).
+           'gender': (np.arange(batch_size) % 2).astype(np.int32),
+           'language': np.zeros((batch_size,), np.int32)}
       if with_label:
         b['label'] = rng.integers(0, num_classes, batch_size).astype(np.int32)
       return b

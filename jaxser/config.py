@@ -9,8 +9,9 @@ Fields (any can be overridden on the command line, e.g.
   data.target          corpus name.
   data.task            emotion4 | arousal | valence | arousal3 | valence3
                        (jaxser/data/labels.py).
-  data.protocol        transductive | split | within.
-  data.target_train_fraction  train share of the target under split/within.
+  data.protocol        transductive | split | within | multi_corpus.
+  data.target_train_fraction  train share of the target under split/within
+                       (of every corpus under multi_corpus).
   data.split_seed      seed of the (speaker-independent) target split.
   data.root            folder holding <corpus>/ folders (default: $JAXSER_DATA).
   data.paths.<name>    folder of one corpus, overriding data.root.

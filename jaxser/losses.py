@@ -11,9 +11,10 @@ unmasked rows, and by 1 when there are none, so an empty batch gives a loss of
 0 with finite gradients.
 
 Contents:
-  * classification: `cross_entropy`.
-  * MK-MMD (DAN, Emo-DNA) and JMMD (JAN): kernel specs `MeanScaledKernels`,
-    `MulFamilyKernels`, `FixedGaussian`; `pairwise_sq_dists`, `joint_gram`,
+  * classification: `cross_entropy`, `class_weights` (MMD-SER).
+  * MK-MMD (DAN, Emo-DNA, MMD-SER) and JMMD (JAN): kernel specs
+    `MeanScaledKernels`, `MulFamilyKernels`, `FixedGaussian`,
+    `FixedBandwidthKernels`; `pairwise_sq_dists`, `joint_gram`,
     `mmd_from_gram` (the one implementation of the estimators), `jmmd`,
     `mk_mmd`.
   * contrastive: `supervised_contrastive` (SupCon), `nt_xent` (SimCLR),
@@ -33,6 +34,7 @@ from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Full float32 matmuls: these products feed distance expansions with
 # cancellation and logits divided by temperatures as small as 0.01, where
@@ -106,6 +108,30 @@ def cross_entropy(logits: jnp.ndarray,
   if mask is not None:
     w = w * mask.astype(logits.dtype)
   return _safe_div(jnp.sum(w * ce), jnp.sum(w))
+
+
+def class_weights(class_counts: Sequence[int]) -> np.ndarray:
+  """Per-class weights inversely proportional to the class counts.
+
+  With n_c utterances of class c, N = sum_c n_c and K classes:
+
+    w_c = N / (K n_c),   and w_c = 0 where n_c = 0,
+
+  normalised so that balanced classes get 1 (scikit-learn's 'balanced').
+  Under `cross_entropy`'s weighted mean only the ratios w_c / w_c' matter.
+
+  A constant of the loss, computed once in NumPy (eager JAX would compile
+  each operation).
+
+  Args:
+    class_counts: (K,) counts.
+
+  Returns:
+    (K,) float32 NumPy weights.
+  """
+  n = np.asarray(class_counts, np.float64)
+  safe = np.where(n > 0, n, 1.0)
+  return np.where(n > 0, n.sum() / (len(n) * safe), 0.0).astype(np.float32)
 
 
 ################################################################################
@@ -229,12 +255,45 @@ class FixedGaussian:
     return jnp.exp(-sq_dists / (2.0 * self.sigma**2))
 
 
-KernelSpec = Union[MeanScaledKernels, MulFamilyKernels, FixedGaussian]
+# Domain Separation Networks' MMD bandwidths (Bousmalis et al. 2016,
+# `losses.mmd_loss`), which MMD-SER cites for its kernel.
+DSN_SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1., 5., 10., 15., 20., 25.,
+              30., 35., 100., 1e3, 1e4, 1e5, 1e6)
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedBandwidthKernels:
+  """A sum of Gaussian kernels of fixed bandwidths (MMD-SER, DSN).
+
+    K = sum_n exp(-D / (2 sigma_n))
+
+  MMD-SER's kernel k(x, y) = sum_n eta_n exp(-||x - y||^2 / (2 sigma_n)) with
+  eta_n = 1, as in DSN's `gaussian_kernel_matrix` (beta = 1 / (2 sigma)).
+  sigma_n stands where a variance would (the paper calls it a standard
+  deviation). The bandwidths do not depend on the data.
+
+  Attributes:
+    sigmas: the sigma_n.
+  """
+  sigmas: Sequence[float] = DSN_SIGMAS
+
+  def __post_init__(self):
+    # A tuple keeps the spec hashable (usable as a static jit argument).
+    object.__setattr__(self, 'sigmas', tuple(float(s) for s in self.sigmas))
+
+  def gram(self, sq_dists: jnp.ndarray) -> jnp.ndarray:
+    """Kernel matrix from squared distances."""
+    return sum(jnp.exp(-sq_dists / (2.0 * s)) for s in self.sigmas)
+
+
+KernelSpec = Union[MeanScaledKernels, MulFamilyKernels, FixedGaussian,
+                   FixedBandwidthKernels]
 
 
 def _as_kernel(spec: Union[KernelSpec, str, float]) -> KernelSpec:
   """A kernel spec from a spec, a family name (default params) or a sigma."""
-  if isinstance(spec, (MeanScaledKernels, MulFamilyKernels, FixedGaussian)):
+  if isinstance(spec, (MeanScaledKernels, MulFamilyKernels, FixedGaussian,
+                       FixedBandwidthKernels)):
     return spec
   if isinstance(spec, str):
     families = dict(mean_scaled=MeanScaledKernels, mul_family=MulFamilyKernels)

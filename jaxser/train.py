@@ -64,11 +64,22 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
                      weight_decay=train_cfg.weight_decay)
   elif name == 'sgd':
     tx = optax.sgd(train_cfg.learning_rate, momentum=0.9)
+  elif name == 'adadelta':  # DIFL's optimiser.
+    tx = optax.adadelta(train_cfg.learning_rate)
   else:
     raise ValueError(f'config.train.optimizer: unknown optimiser {name!r}; '
-                     'known: radam, adam, adamw, sgd')
+                     'known: radam, adam, adamw, sgd, adadelta')
   if train_cfg.get('grad_clip', 0.0):
     tx = optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), tx)
+  if train_cfg.get('warmup_steps', 0):
+    # Constant warm-up (MMD-SER): warmup_learning_rate for the first
+    # warmup_steps steps, then learning_rate. Every optimiser above applies
+    # its learning rate as the last factor of the update, so scaling the
+    # update is changing the rate.
+    steps = int(train_cfg.warmup_steps)
+    ratio = float(train_cfg.warmup_learning_rate) / train_cfg.learning_rate
+    tx = optax.chain(tx, optax.scale_by_schedule(
+        lambda step: jnp.where(step < steps, ratio, 1.0)))
   return tx
 
 
@@ -78,7 +89,9 @@ def example_batch(data: pipeline.Data, batch_size: int) -> dict:
   def domain(with_label):
     b = {'features': np.zeros((batch_size,) + shape, np.float32),
          'length': np.ones((batch_size,), np.int32),
-         'domain': np.zeros((batch_size,), np.int32)}
+         'domain': np.zeros((batch_size,), np.int32),
+         'gender': np.zeros((batch_size,), np.int32),
+         'language': np.zeros((batch_size,), np.int32)}
     if with_label:
       b['label'] = np.zeros((batch_size,), np.int32)
     return b
@@ -157,6 +170,24 @@ def evaluate(method: methods_lib.Method, state: TrainState,
     preds.append(np.asarray(logits).argmax(-1)[:batch_size - pad])
   return metrics_lib.summary(eval_set['label'], np.concatenate(preds),
                              classes)
+
+
+def evaluate_per_corpus(method: methods_lib.Method, state: TrainState,
+                        eval_set: dict[str, np.ndarray],
+                        data: pipeline.Data, batch_size: int,
+                        mesh) -> dict:
+  """corpus -> {uar, war, macro_f1, num_eval} on its part of `eval_set`
+  (multi-corpus evaluation: parts are told apart by their domain id)."""
+  out = {}
+  for part in data.target_eval.parts:
+    rows = eval_set['domain'] == part.domain
+    if not rows.any():  # A corpus too small to hold out any utterance.
+      continue
+    r = evaluate(method, state, {k: v[rows] for k, v in eval_set.items()},
+                 data.classes, batch_size, mesh)
+    out[part.cached.corpus.name] = {
+        k: r[k] for k in ('uar', 'war', 'macro_f1', 'num_eval')}
+  return out
 
 
 _LOGITS_CACHE: dict = {}
@@ -253,13 +284,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict:
   """Trains `config.method` and writes `workdir/results.json`; returns it."""
   os.makedirs(workdir, exist_ok=True)
-  method_cls = methods_lib.get(config.method)
+  methods_lib.get(config.method)  # An unknown method fails before the data.
   pipeline.validate(config.data, config.train.batch_size)
   _check_resumable(config, workdir)
 
   data = pipeline.load_data(config.data)
   eval_set = data.target_eval.load()
-  method = method_cls(config, len(data.classes))
+  method = methods_lib.create(
+      config, len(data.classes),
+      class_counts=data.source_train.class_counts(len(data.classes)))
   tx = make_optimizer(config.train)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
@@ -334,6 +367,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   result = evaluate(method, state, eval_set, data.classes,
                     config.train.eval_batch_size, mesh)
+  if config.data.protocol == 'multi_corpus':
+    result['per_corpus'] = evaluate_per_corpus(
+        method, state, eval_set, data, config.train.eval_batch_size, mesh)
   writer.write(steps, _eval_scalars(result))
   writer.close()
   result.update(

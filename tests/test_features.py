@@ -32,6 +32,7 @@ EXPECTED = {
     'emobase': ((988,), 1),
     'is10': ((1582,), 1),
     'egemaps': ((88,), 1),
+    'waveform': ((48000,), 19200),  # Its own length (`samples`), not FRAMES.
 }
 
 

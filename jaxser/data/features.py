@@ -13,7 +13,8 @@ parameter that fixes that axis (`length_param`), so that the data config's
 
 Sets: `mfcc40` (Emo-DNA), `logmel80` / `logmel128` (MMD-SER), `fbank128`
 (the Audio Spectrogram Transformer's Kaldi fbank), `spec_segments` (DIFL),
-`emobase`, `is10`, `egemaps` (openSMILE functionals).
+`emobase`, `is10`, `egemaps` (openSMILE functionals), `waveform` (the
+samples themselves, for front ends that run on the accelerator).
 """
 
 from __future__ import annotations
@@ -295,6 +296,19 @@ def _smile(feature_set: str):
   """One openSMILE extractor per process: building one takes ~0.1-0.3 s."""
   return opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
                          feature_level=opensmile.FeatureLevel.Functionals)
+
+
+@register('waveform', length_param='samples', samples=48000)
+def waveform(wav, *, samples):
+  """The 16 kHz mono samples themselves, (samples,).
+
+  For methods that augment raw audio and compute their features on the
+  accelerator (the multitask method, `jaxser.models.frontend`). `samples`
+  (48000 = 3 s) fixes the length: longer clips are centre-cropped, shorter
+  ones zero-padded, and the stored length is the number of real samples.
+  """
+  del samples  # Applied by FeatureConfig.compute (the `length_param`).
+  return np.asarray(wav, np.float32)
 
 
 @register('emobase', frame_level=False, feature_set='emobase')

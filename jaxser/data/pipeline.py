@@ -14,7 +14,19 @@ Protocols:
     into an unlabelled training part and a held-out evaluation part.
   within: supervised training and evaluation on the two parts of that split,
     source corpora unused: the upper bound the papers report.
-Target labels reach the model only under `within`.
+  multi_corpus: DIFL's multi-corpus evaluation. Every corpus named in source
+    and target is split speaker-independently (`target_train_fraction` is the
+    train share of each, 0.8 in DIFL); the labelled training set is all the
+    training parts (each corpus its own domain id), the unlabelled stream is
+    the same parts with their labels hidden, and the evaluation set is all
+    the test parts (results.json adds `per_corpus` metrics).
+Target labels reach the model only under `within` and `multi_corpus` (where
+every corpus is a training corpus).
+
+Every example also carries speaker metadata that is not an emotion label and
+so may be used on the target too (DIFL's adversarial heads do): 'gender'
+(0 = f, 1 = m, -1 unknown) and 'language' (index into `Data.languages`, the
+sorted languages of all corpora of the run; -1 unknown).
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ from jaxser.data import labels as labels_lib
 from jaxser.data import normalize
 from jaxser.data.features import FeatureConfig
 
-PROTOCOLS = ('transductive', 'split', 'within')
+PROTOCOLS = ('transductive', 'split', 'within', 'multi_corpus')
+GENDERS = ('f', 'm')  # Index of each gender code in the 'gender' key.
 
 
 @dataclasses.dataclass
@@ -47,12 +60,14 @@ class Part:
     norm: normalisation of the corpus's features: {'rows': (listing,) row of
       each utterance, 'shift', 'scale': (K, dims)} (see `normalize`), or
       None for none.
+    languages: the run's language vocabulary ('language' indexes it).
   """
   cached: cache_lib.CachedCorpus
   indices: np.ndarray
   labels: np.ndarray
   domain: int
   norm: dict | None = None
+  languages: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -76,8 +91,10 @@ class Split:
     return [p.cached.corpus.utterances[i] for p in self.parts
             for i in p.indices]
 
-  def dataset(self):
-    """A tf.data.Dataset of {'features', 'length', 'label', 'domain'}."""
+  def dataset(self, with_index: bool = False):
+    """A tf.data.Dataset of {'features', 'length', 'label', 'domain',
+    'gender', 'language'}, and 'index' (into its corpus's listing) when
+    `with_index`: the cache's order is not the listing's."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     out = None
     for part in self.parts:
@@ -86,11 +103,20 @@ class Split:
       keep[part.indices] = True
       label_table = np.full(n, -1, np.int32)
       label_table[part.indices] = part.labels
+      utts = part.cached.corpus.utterances
+      gender_table = np.array([GENDERS.index(u.gender) if u.gender in GENDERS
+                               else -1 for u in utts], np.int32)
+      language_table = np.array(
+          [part.languages.index(u.language) if u.language in part.languages
+           else -1 for u in utts], np.int32)
       ds = part.cached.builder.as_dataset(split='train', shuffle_files=False)
       keep_t = tf.constant(keep)
       ds = ds.filter(lambda ex, k=keep_t: tf.gather(k, ex['index']))
       ds = ds.map(functools.partial(
-          _example, labels=tf.constant(label_table), domain=part.domain,
+          _indexed_example if with_index else _example,
+          labels=tf.constant(label_table), domain=part.domain,
+          genders=tf.constant(gender_table),
+          languages=tf.constant(language_table),
           norm=None if part.norm is None else {
               k: tf.constant(v, tf.int32 if k == 'rows' else tf.float32)
               for k, v in part.norm.items()}))
@@ -104,7 +130,12 @@ class Split:
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def _example(ex, *, labels, domain, norm):
+def _indexed_example(ex, **kwargs):
+  """`_example` plus the utterance's 'index' into its corpus's listing."""
+  return dict(_example(ex, **kwargs), index=ex['index'])
+
+
+def _example(ex, *, labels, domain, norm, genders=None, languages=None):
   """A cached example -> a training example, normalised and labelled."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = ex['features']
@@ -116,7 +147,11 @@ def _example(ex, *, labels, domain, norm):
       x *= tf.reshape(valid, [-1] + [1] * (len(x.shape) - 1))
   return {'features': x, 'length': ex['length'],
           'label': tf.gather(labels, ex['index']),
-          'domain': tf.constant(domain, tf.int32)}
+          'domain': tf.constant(domain, tf.int32),
+          'gender': (tf.constant(-1, tf.int32) if genders is None
+                     else tf.gather(genders, ex['index'])),
+          'language': (tf.constant(-1, tf.int32) if languages is None
+                       else tf.gather(languages, ex['index']))}
 
 
 @dataclasses.dataclass
@@ -127,6 +162,7 @@ class Data:
   target_eval: Split
   left_out: dict[str, int]  # corpus -> utterances the task does not cover.
   skipped: dict[str, int]  # corpus -> unusable files.
+  languages: tuple[str, ...] = ()  # The 'language' vocabulary.
 
   def summary(self) -> str:
     k = len(self.classes)
@@ -143,6 +179,18 @@ def source_names(data_cfg) -> list[str]:
   if not names:
     raise ValueError('config.data.source: empty; give one corpus name or '
                      'several separated by commas')
+  return names
+
+
+def corpus_names(data_cfg) -> list[str]:
+  """The run's corpora in the order of their 'domain' ids.
+
+  The sources then the target (under `within` domain 0 holds the target's
+  labelled part); under `multi_corpus` every corpus once.
+  """
+  names = source_names(data_cfg) + [data_cfg.target]
+  if data_cfg.protocol == 'multi_corpus':
+    names = list(dict.fromkeys(names))
   return names
 
 
@@ -257,6 +305,14 @@ def load_data(data_cfg) -> Data:
     skipped[c.name] = len(cached.skipped)
     return cached.usable[ok], lab[ok].astype(np.int32)
 
+  if data_cfg.protocol == 'multi_corpus':
+    data = _with_languages(Data(
+        classes, *_multi_corpus_splits(data_cfg, labelled), left_out,
+        skipped))
+    if jax.process_index() == 0:
+      print(f'data: {data.summary()}', flush=True)
+    return data
+
   target = open_corpus(data_cfg.target, data_cfg)
   t_idx, t_lab = labelled(target)
   if not len(t_idx):
@@ -292,9 +348,52 @@ def load_data(data_cfg) -> Data:
     source_train = Split(parts)
   data = Data(classes, source_train, target_train, target_eval, left_out,
               skipped)
+  data = _with_languages(data)
   if jax.process_index() == 0:
     print(f'data: {data.summary()}', flush=True)
   return data
+
+
+def _multi_corpus_splits(data_cfg, labelled):
+  """(source_train, target_train, target_eval) of the multi_corpus protocol.
+
+  Each corpus of `corpus_names` is split by speaker into
+  `target_train_fraction` for training and the rest for evaluation; its
+  domain id is its position in that list. `labelled(cached)` gives the
+  (indices, labels) of its utterances the task covers.
+  """
+  train_parts, test_parts = [], []
+  for d, name in enumerate(corpus_names(data_cfg)):
+    cached = open_corpus(name, data_cfg)
+    idx, lab = labelled(cached)
+    if not len(idx):
+      field = 'source' if name in source_names(data_cfg) else 'target'
+      raise ValueError(f'config.data.{field}: corpus {name!r} has no '
+                       f'utterance covered by task {data_cfg.task!r}')
+    tr, te = _speaker_split(cached.corpus.utterances, idx,
+                            data_cfg.target_train_fraction,
+                            data_cfg.get('split_seed', 0))
+    lab_of = dict(zip(idx.tolist(), lab.tolist()))
+    norm = normalization(cached, data_cfg)
+    for part_idx, parts in ((tr, train_parts), (te, test_parts)):
+      parts.append(Part(cached, part_idx, np.array(
+          [lab_of[i] for i in part_idx], np.int32), d, norm))
+  hidden = [dataclasses.replace(p, labels=np.full(len(p.indices), -1,
+                                                   np.int32))
+            for p in train_parts]
+  return Split(train_parts), Split(hidden), Split(test_parts)
+
+
+def _with_languages(data: Data) -> Data:
+  """Gives every part the run's language vocabulary: the sorted non-empty
+  languages of all utterances of the run's corpora."""
+  parts = [p for split in (data.source_train, data.target_train,
+                           data.target_eval) for p in split.parts]
+  vocab = tuple(sorted({u.language for p in parts
+                        for u in p.cached.corpus.utterances if u.language}))
+  for p in parts:
+    p.languages = vocab
+  return dataclasses.replace(data, languages=vocab)
 
 
 def _stream(split: Split, batch_size: int, seed: int, start_step: int,

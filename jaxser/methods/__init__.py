@@ -1,5 +1,5 @@
 """Methods: each module defines one `Method` subclass, registered by name."""
 
-from jaxser.methods.base import Method, get, names  # noqa: F401
+from jaxser.methods.base import Method, create, get, names  # noqa: F401
 from jaxser.methods import (  # noqa: F401  (registration)
-    bsp, cdan, dan, dann, emodna, jan, source_only)
+    bsp, cdan, dan, dann, difl, emodna, jan, mmd_ser, multitask, source_only)

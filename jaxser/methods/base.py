@@ -7,7 +7,8 @@ the train state, the optimiser, sharding, checkpoints, evaluation.
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -35,6 +36,20 @@ def get(name: str) -> type['Method']:
   return _METHODS[name]
 
 
+def create(config: ml_collections.ConfigDict, num_classes: int,
+           class_counts: Sequence[int] | None = None) -> 'Method':
+  """The `config.method` method, given `class_counts` if it takes them.
+
+  Methods whose `__init__` has a `class_counts` parameter (class-weighted
+  losses, e.g. MMD-SER) receive the source training class counts; the others
+  are built as `cls(config, num_classes)`, so they need not declare it.
+  """
+  cls = get(config.method)
+  if 'class_counts' in inspect.signature(cls).parameters:
+    return cls(config, num_classes, class_counts=class_counts)
+  return cls(config, num_classes)
+
+
 class Method:
   """Base class of methods.
 
@@ -45,10 +60,19 @@ class Method:
   train state).
   """
   name: str = ''
+  # Source training utterances per class, for methods that take them (see
+  # `create`); None when unknown (e.g. the benchmark's random batches).
+  class_counts: tuple[int, ...] | None = None
 
-  def __init__(self, config: ml_collections.ConfigDict, num_classes: int):
+  def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
+               class_counts: Sequence[int] | None = None):
     self.config = config
     self.num_classes = num_classes
+    if class_counts is not None:
+      if len(class_counts) != num_classes:
+        raise ValueError(f'class_counts: {len(class_counts)} counts for '
+                         f'{num_classes} classes')
+      self.class_counts = tuple(int(c) for c in class_counts)
 
   def init_variables(self, rng: jax.Array, batch: PyTree) -> PyTree:
     """Model variables {'params': ..., 'batch_stats': ...} for `batch`.
@@ -73,7 +97,8 @@ class Method:
       method_state: the method's extra state.
       batch: {'source': {'features', 'length', 'label', 'domain'},
         'target': {'features', 'length', 'domain'}}; target labels are never
-        present.
+        present. Both halves also hold the speaker metadata 'gender' and
+        'language' (ints, -1 unknown; jaxser.data.pipeline).
       rng: key for dropout and any other randomness of this step.
       step: the optimiser step (0-based) being taken.
 

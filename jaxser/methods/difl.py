@@ -1,0 +1,276 @@
+"""DIFL: domain-invariant feature learning for cross-corpus SER (Gao, Okada,
+Wang, Liu and Dang, "Domain-invariant feature learning for cross corpus
+speech emotion recognition"; sections 2-3).
+
+A CNN-BLSTM G (jaxser.models.cnn_blstm) classifies 265 ms spectrogram
+segments (`spec_segments`, 32 x 129); an utterance is predicted from the mean
+of its valid segments' posteriors. Training (every valid segment a sample,
+carrying its utterance's labels):
+
+  L   = L_E + w_D L_D, through R_gamma                          (eq. 1)
+  L_D = L_g + L_l + L_c   (gender, language, corpus heads)      (eq. 2)
+  L_E = lambda CE + (1 - lambda) Center                         (eq. 6)
+  Center = 1/M sum_i ||G(x_i) - c_{y_i}||^2                     (eq. 4)
+  c_j <- c_j - alpha sum_{i: y_i = j} (c_j - G(x_i)) / (1 + m_j) (eq. 5)
+
+R_gamma is the gradient reversal layer (`losses.grad_reverse`): identity
+forward, -gamma I backward. Eq. 1 writes L = L_E + gamma L_D with gamma =
+-0.3: read, as in DANN, as the heads minimising L_D while G receives -0.3
+times its gradient, i.e. the heads sit behind R_0.3 and w_D = 1 (the heads'
+own gradient is unscaled; `domain_weight` scales both).
+
+The heads see R(G) of the valid segments of both the source and the target
+batch: corpus, language and gender are speaker metadata, not emotion labels,
+so using the target's is legitimate (the paper's adversary separates "the
+source and target domain"). Segments whose language or gender is unknown
+(-1) are left out of that head's loss; the emotion loss and the centres use
+the source segments only.
+
+Choices where the paper is silent or ambiguous (each a config field of
+`config.difl` unless said otherwise):
+  - Layer sizes: "similar to Satt et al." only; ours are in
+    jaxser.models.cnn_blstm (`config.model.*`).
+  - Each head is Dense(head_hidden) -> ReLU -> Dense(K) on G (the paper
+    gives no head architecture). The corpus head has one class per corpus of
+    the run (`pipeline.corpus_names`); the language head `num_languages`
+    classes (0: as many as corpora, an upper bound as every corpus loader
+    gives one language per corpus; labels past it are left out); gender 2.
+  - Eq. 4 (1/M sum ||x - c||^2) is twice Wen et al.'s 1/2-scaled center loss:
+    `center_loss_form` 'difl' (default) or 'wen'.
+  - Eq. 5 prints Wen et al.'s delta_j as the new centre and gives no step
+    size: c_j <- c_j - alpha delta_j with Wen et al.'s alpha = 0.5
+    (`losses.update_centers`), m_j counting class-j segments of the batch;
+    centres start at zero, are updated once per step after the loss has
+    used them, and live in the method state (checkpointed).
+  - gamma is constant (`schedule`: constant); `warm_start` or `dann_paper`
+    multiply gamma by DANN's schedules (jaxser.methods.dann).
+  - lambda = 0.5 is the paper's, but with it the center loss dominates the
+    first steps (features shrink towards the centres before they carry any
+    emotion): on the synthetic corpora CE fell from 1.39 to 0.83 in 10 steps
+    with lambda = 1 but stayed within 0.05 of log 4 for 20 steps with 0.5.
+    `softmax_weight` and `center_loss_form` ('wen' halves it) are the knobs.
+  - The paper's DANN_1 variant (speaker + corpus heads) needs speaker labels
+    across corpora and is not provided; `heads` selects any subset of
+    corpus, language, gender.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxser import losses
+from jaxser.data import pipeline
+from jaxser.methods import base
+from jaxser.methods import dann
+from jaxser.models import cnn_blstm
+
+HEADS = ('corpus', 'language', 'gender')
+# The batch key holding each head's labels.
+HEAD_LABEL_KEYS = {'corpus': 'domain', 'language': 'language',
+                   'gender': 'gender'}
+# Multiplier of losses.center_loss (1/2-scaled) per form.
+CENTER_LOSS_FORMS = {'difl': 2.0, 'wen': 1.0}
+
+
+def emotion_loss(logits: jnp.ndarray, features: jnp.ndarray,
+                 labels: jnp.ndarray, centers: jnp.ndarray,
+                 mask: jnp.ndarray, *, softmax_weight: float,
+                 center_scale: float = 2.0):
+  """DIFL's emotion loss (eq. 6) over the masked rows (segments).
+
+  With m_i the mask, M = sum_i m_i, z_i the logits, f_i the features and
+  c the (constant) centres:
+
+    CE     = 1/M sum_i m_i (-log softmax(z_i)_{y_i})              (eq. 3)
+    Center = s/2 * 1/M sum_i m_i ||f_i - c_{y_i}||^2             (eq. 4)
+    L_E    = lambda CE + (1 - lambda) Center                      (eq. 6)
+
+  s = center_scale: 2 gives eq. 4, 1 Wen et al.'s 1/2-scaled loss.
+
+  Args:
+    logits: (N, C).
+    features: (N, d) G(x), the input of the emotion classifier.
+    labels: (N,) emotion classes.
+    centers: (C, d) class centres (no gradient flows into them).
+    mask: (N,) 0/1 or bool, the rows that count.
+    softmax_weight: lambda.
+    center_scale: s.
+
+  Returns:
+    (L_E, CE, Center) scalars.
+  """
+  ce = losses.cross_entropy(logits, labels, mask)
+  center = center_scale * losses.center_loss(features, labels, centers, mask)
+  return softmax_weight * ce + (1.0 - softmax_weight) * center, ce, center
+
+
+def domain_loss(head_logits: dict[str, jnp.ndarray],
+                head_labels: dict[str, jnp.ndarray], mask: jnp.ndarray):
+  """DIFL's domain loss (eq. 2): the sum of the heads' cross-entropies.
+
+    L_D = sum_h 1/M_h sum_i k^h_i (-log softmax(z^h_i)_{g^h_i}),
+    k^h_i = m_i [0 <= g^h_i < K_h],  M_h = max(sum_i k^h_i, 1),
+
+  so rows with an unknown label (-1) or one past the head's K_h classes
+  count in no head's loss; a head with no known row adds 0.
+
+  Args:
+    head_logits: head name -> (N, K_h) logits.
+    head_labels: head name -> (N,) int labels, -1 where unknown.
+    mask: (N,) 0/1 or bool, the rows that count.
+
+  Returns:
+    (L_D, {head: loss}, {head: accuracy over its known rows}).
+  """
+  total, per_head, accuracy = 0.0, {}, {}
+  for name, z in head_logits.items():
+    g = head_labels[name]
+    known = mask.astype(z.dtype) * ((g >= 0) & (g < z.shape[-1])).astype(
+        z.dtype)
+    per_head[name] = losses.cross_entropy(z, g, known)
+    hits = (jnp.argmax(z, -1) == g).astype(z.dtype)
+    accuracy[name] = jnp.sum(known * hits) / jnp.maximum(jnp.sum(known), 1.0)
+    total = total + per_head[name]
+  return total, per_head, accuracy
+
+
+class DomainHead(nn.Module):
+  """Dense(hidden) -> ReLU -> Dense(num_classes): one adversarial head."""
+  num_classes: int
+  hidden: int = 128
+
+  @nn.compact
+  def __call__(self, h):
+    return nn.Dense(self.num_classes)(nn.relu(nn.Dense(self.hidden)(h)))
+
+
+class DIFLNet(nn.Module):
+  """The segment emotion network plus the adversarial heads.
+
+  `__call__` is the emotion network alone (inference never touches the
+  heads); `domain_logits` maps (reversed) features to each head's logits.
+  """
+  emotion_net: cnn_blstm.SegmentEmotionNet
+  head_sizes: tuple[tuple[str, int], ...] = ()
+  head_hidden: int = 128
+
+  def setup(self):
+    self.heads = {name: DomainHead(k, self.head_hidden)
+                  for name, k in self.head_sizes}
+
+  def __call__(self, x, lengths, *, train: bool):
+    return self.emotion_net(x, lengths, train=train)
+
+  def classify(self, x, lengths):
+    return self.emotion_net.classify(x, lengths)
+
+  def domain_logits(self, h):
+    return {name: head(h) for name, head in self.heads.items()}
+
+
+def _per_segment(values: jnp.ndarray, segments: int) -> jnp.ndarray:
+  """(B,) utterance values -> (B * S,) in `flatten_segments` order."""
+  return jnp.repeat(values, segments, total_repeat_length=values.shape[0]
+                    * segments)
+
+
+@base.register('difl')
+class DIFL(base.Method):
+  """DIFL (see module docstring); hyper-parameters in config.difl."""
+
+  def __init__(self, config, num_classes):
+    super().__init__(config, num_classes)
+    h = self.hparams = config.difl
+    cnn_blstm.check_features(config.data)
+    if h.schedule not in dann.SCHEDULES:
+      raise ValueError(f'config.difl.schedule: unknown schedule '
+                       f'{h.schedule!r}; known: {", ".join(dann.SCHEDULES)}')
+    if h.center_loss_form not in CENTER_LOSS_FORMS:
+      raise ValueError(f'config.difl.center_loss_form: unknown form '
+                       f'{h.center_loss_form!r}; known: '
+                       f'{", ".join(CENTER_LOSS_FORMS)}')
+    if not 0.0 <= h.softmax_weight <= 1.0:
+      raise ValueError('config.difl.softmax_weight: lambda must be in [0, 1], '
+                       f'got {h.softmax_weight}')
+    self.heads = [s.strip() for s in str(h.heads).split(',') if s.strip()]
+    unknown = sorted(set(self.heads) - set(HEADS))
+    if unknown:
+      raise ValueError(f'config.difl.heads: unknown head(s) {unknown}; known: '
+                       f'{", ".join(HEADS)}')
+    num_corpora = len(pipeline.corpus_names(config.data))
+    sizes = {'corpus': num_corpora,
+             'language': h.num_languages or num_corpora,
+             'gender': len(pipeline.GENDERS)}
+    self.head_sizes = tuple((k, sizes[k]) for k in self.heads)
+    self.model = DIFLNet(cnn_blstm.from_config(num_classes, config.model),
+                         self.head_sizes, h.head_hidden)
+
+  def coefficient(self, step) -> jnp.ndarray:
+    """gamma of the gradient reversal layer at `step`."""
+    return self.hparams.gamma * dann.grl_coefficient(
+        step, self.config.train.steps, schedule=self.hparams.schedule)
+
+  def _forward(self, module, x, lengths, coeff, *, train):
+    """(segment outputs, head logits); run as `module`'s method by flax."""
+    out = module(x, lengths, train=train)
+    features = cnn_blstm.flatten_segments(out['features'])
+    return out, module.domain_logits(losses.grad_reverse(features, coeff))
+
+  def init_variables(self, rng, batch):
+    # Through the heads too, to create their variables.
+    src = batch['source']
+    return self.model.init({'params': rng, 'dropout': rng}, src['features'],
+                           src['length'], 1.0, train=False,
+                           method=self._forward)
+
+  def init_state(self):
+    return {'centers': jnp.zeros((self.num_classes,
+                                  self.config.model.embed_dim), jnp.float32)}
+
+  def loss(self, params, batch_stats, method_state, batch, rng, step):
+    h = self.hparams
+    src, tgt = batch['source'], batch['target']
+    x = jnp.concatenate([src['features'], tgt['features']])
+    lengths = jnp.concatenate([src['length'], tgt['length']])
+    coeff = self.coefficient(step)
+    (out, head_logits), updates = self.model.apply(
+        {'params': params, 'batch_stats': batch_stats}, x, lengths, coeff,
+        train=True, method=self._forward, mutable=['batch_stats'],
+        rngs={'dropout': rng})
+
+    segments = out['mask'].shape[1]
+    n_s = src['features'].shape[0] * segments  # Source segments come first.
+    mask = cnn_blstm.flatten_segments(out['mask'])
+    logits = cnn_blstm.flatten_segments(out['logits'])[:n_s]
+    features = cnn_blstm.flatten_segments(out['features'])[:n_s]
+    labels = _per_segment(src['label'], segments)
+    centers = method_state['centers']
+    loss_e, ce, center = emotion_loss(
+        logits, features, labels, centers, mask[:n_s],
+        softmax_weight=h.softmax_weight,
+        center_scale=CENTER_LOSS_FORMS[h.center_loss_form])
+    new_centers = losses.update_centers(centers, features, labels,
+                                        alpha=h.center_alpha, mask=mask[:n_s])
+
+    head_labels = {
+        name: _per_segment(jnp.concatenate([src[HEAD_LABEL_KEYS[name]],
+                                            tgt[HEAD_LABEL_KEYS[name]]]),
+                           segments)
+        for name in self.heads}
+    loss_d, per_head, head_acc = domain_loss(head_logits, head_labels, mask)
+    loss = loss_e + h.domain_weight * loss_d
+
+    valid = mask[:n_s].astype(jnp.float32)
+    acc = jnp.sum(valid * (jnp.argmax(logits, -1) == labels)) / jnp.maximum(
+        jnp.sum(valid), 1.0)
+    metrics = dict(loss_emotion=ce, loss_center=center, loss_e=loss_e,
+                   loss_domain=loss_d, grl_coeff=coeff, source_acc=acc,
+                   **{f'loss_{k}': v for k, v in per_head.items()},
+                   **{f'{k}_acc': v for k, v in head_acc.items()})
+    return loss, (updates['batch_stats'], {'centers': new_centers}, metrics)
+
+  def logits(self, variables, features, lengths):
+    return self.model.apply(variables, features, lengths,
+                            method=DIFLNet.classify)
