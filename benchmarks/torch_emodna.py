@@ -45,8 +45,13 @@ Timing follows jaxser.bench: random data created on the device beforehand,
 `--warmup` untimed steps (for --compile: after the compiling first step),
 then `--steps` timed steps, each ended by a device synchronisation (the loss
 is read back, as a training loop that logs it would). --compile wraps the
-forward + losses and the optimiser step in torch.compile (the LSTM stays in
-eager mode: dynamo does not trace nn.LSTM).
+forward + losses and the optimiser step in torch.compile (graph breaks at
+pack_padded_sequence / nn.LSTM, which stay in eager mode).
+
+On a CPU shared with other busy processes, PyTorch's OpenMP threads can slow
+down by an order of magnitude (each of the ~1000 ops a step waits for every
+thread); compare at `--threads 1` against `taskset -c 0 python -m
+jaxser.bench ...` there as well.
 """
 
 from __future__ import annotations
@@ -306,8 +311,8 @@ def emodna_loss(model, x, lengths, labels_s, tau, lengths_cpu=None):
 class Trainer:
   """Model, RAdam and the EMA threshold; `step(batch)` is one train step."""
 
-  def __init__(self, num_classes=4, in_dim=40, device='cpu', compile=False,
-               pack=True):
+  def __init__(self, num_classes=4, in_dim=40, device='cpu',
+               use_compile=False, pack=True):
     self.device = torch.device(device)
     self.model = EmoDNANet(num_classes, in_dim, pack=pack).to(self.device)
     self.model.train()
@@ -317,7 +322,7 @@ class Trainer:
     self.tau = torch.tensor(1.0 / num_classes, device=self.device)
     self.loss_fn = emodna_loss
     self.opt_step = self.opt.step
-    if compile:
+    if use_compile:
       self.loss_fn = torch.compile(emodna_loss)
       self.opt_step = torch.compile(self.opt.step)
 
