@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxser.models import cnn_tcn
+from jaxser.models import layers
 
 
 def average_segment_posteriors(segment_logits: jnp.ndarray,
@@ -95,14 +96,14 @@ class SegmentEncoder(nn.Module):
                        epsilon=1e-5)(
                            x, mask=jnp.broadcast_to(bn_mask, x.shape))
       x = nn.relu(x)
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-      x = nn.max_pool(x, (tp, fp), strides=(tp, fp))
+      x = layers.Dropout(self.dropout, deterministic=not train)(x)
+      x = layers.max_pool(x, (tp, fp))
     # (N, time', freq' * channels): one BLSTM step per remaining time step.
     x = x.reshape(x.shape[:2] + (-1,))
     y = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden)),
                          nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden)))(x)
     y = jnp.mean(y, axis=1)
-    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = layers.Dropout(self.dropout, deterministic=not train)(y)
     y = nn.Dense(self.embed_dim)(y)
     if self.embed_activation == 'relu':
       y = nn.relu(y)

@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxser.models import cnn_tcn
+from jaxser.models import layers
 
 
 class PReLU(nn.Module):
@@ -88,7 +89,7 @@ class CNNEncoder(nn.Module):
         # floor(n / 2) frames stay valid; with n odd the frame past them
         # holds the last valid one (real input, not padding), unmasked as in
         # the reference.
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = layers.max_pool(x, (2, 2))
         lengths = jnp.maximum(lengths // 2, 1)
     b, t, f, c = x.shape
     return x.reshape(b, t, f * c), lengths
@@ -127,7 +128,7 @@ class CNNGRUNet(nn.Module):
                           name='cnn')(x, lengths)
     e = BiGRUEncoder(self.gru_hidden, self.masked, name='gru')(h, h_len)
     y = PReLU()(nn.Dense(self.fc_hidden, name='fc1')(e))
-    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = layers.Dropout(self.dropout, deterministic=not train)(y)
     return nn.Dense(self.num_classes, name='emotion_head')(y), e
 
 

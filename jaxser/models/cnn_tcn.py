@@ -15,6 +15,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxser.models import layers
+
 
 def _batch_norm(train: bool) -> nn.BatchNorm:
   # PyTorch's defaults (momentum 0.1 on the new value, eps 1e-5), as the
@@ -47,8 +49,8 @@ class Backbone(nn.Module):
       x = nn.Conv(self.features, (self.kernel_size,), padding='SAME')(x)
       x = _batch_norm(train)(x)
       x = nn.relu(x)
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-      x = nn.max_pool(x, (2,), strides=(2,))
+      x = layers.Dropout(self.dropout, deterministic=not train)(x)
+      x = layers.max_pool(x, (2,))
       lengths = jnp.maximum(lengths // 2, 1)
     return x, lengths
 
@@ -72,7 +74,7 @@ class TemporalBlock(nn.Module):
                   padding=(((self.kernel_size - 1) * self.dilation, 0),))(y)
       y = _batch_norm(train)(y)
       y = nn.relu(y)
-      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+      y = layers.Dropout(self.dropout, deterministic=not train)(y)
     if x.shape[-1] != self.features:
       x = nn.Conv(self.features, (1,))(x)
     return nn.relu(x + y)
