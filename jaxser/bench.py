@@ -87,7 +87,7 @@ def main(argv):
     fixed = jax.device_put(example, batch_sharding)
     batches = iter(lambda: fixed, None)
 
-  method = methods_lib.get(config.method)(config, num_classes)
+  method = methods_lib.create(config, num_classes)
   tx = train.make_optimizer(config.train)
   state = jax.jit(
       lambda: train.create_train_state(method, tx, config.seed, example),

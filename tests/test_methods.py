@@ -121,6 +121,17 @@ def test_bad_hyper_parameters_name_the_field():
       methods_lib.get(name)(config, NUM_CLASSES)
 
 
+def test_create_builds_every_method_with_class_counts():
+  counts = (5, 6, 7, 8)
+  for name in methods_lib.names():
+    method = methods_lib.create(_config(name), NUM_CLASSES, counts)
+    assert type(method) is methods_lib.get(name)
+    assert method.class_counts == counts
+    assert methods_lib.create(_config(name), NUM_CLASSES).class_counts is None
+  with pytest.raises(ValueError, match='class_counts: 3 counts for 4'):
+    methods_lib.create(_config('source_only'), NUM_CLASSES, (1, 2, 3))
+
+
 def test_domain_adversarial_loss_matches_numpy():
   rng = np.random.default_rng(0)
   n, m = 5, 3

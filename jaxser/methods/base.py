@@ -7,7 +7,6 @@ the train state, the optimiser, sharding, checkpoints, evaluation.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Sequence
 
 import jax
@@ -38,16 +37,9 @@ def get(name: str) -> type['Method']:
 
 def create(config: ml_collections.ConfigDict, num_classes: int,
            class_counts: Sequence[int] | None = None) -> 'Method':
-  """The `config.method` method, given `class_counts` if it takes them.
-
-  Methods whose `__init__` has a `class_counts` parameter (class-weighted
-  losses, e.g. MMD-SER) receive the source training class counts; the others
-  are built as `cls(config, num_classes)`, so they need not declare it.
-  """
-  cls = get(config.method)
-  if 'class_counts' in inspect.signature(cls).parameters:
-    return cls(config, num_classes, class_counts=class_counts)
-  return cls(config, num_classes)
+  """The `config.method` method for `num_classes` classes; `class_counts`
+  are the source training utterances per class (see `Method`)."""
+  return get(config.method)(config, num_classes, class_counts)
 
 
 class Method:
@@ -60,8 +52,9 @@ class Method:
   train state).
   """
   name: str = ''
-  # Source training utterances per class, for methods that take them (see
-  # `create`); None when unknown (e.g. the benchmark's random batches).
+  # Source training utterances per class, for the methods that weight by
+  # class (e.g. MMD-SER); None when unknown (e.g. the benchmark's random
+  # batches). Every method takes them, so `create` builds any method alike.
   class_counts: tuple[int, ...] | None = None
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int,

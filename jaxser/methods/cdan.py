@@ -69,8 +69,8 @@ def randomized_multilinear_map(f: jnp.ndarray, g: jnp.ndarray,
 class CDAN(dann.DANN):
   """CDAN (see module docstring); hyper-parameters in config.<name>."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     if self.hparams.randomized not in RANDOMIZED:
       raise ValueError(f'config.{self.name}.randomized: unknown value '
                        f'{self.hparams.randomized!r}; known: '
@@ -96,8 +96,8 @@ class CDAN(dann.DANN):
 class CDANE(CDAN):
   """CDAN+E: CDAN with entropy-weighted examples (see module docstring)."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     if self.hparams.entropy_gradient not in ENTROPY_GRADIENTS:
       raise ValueError(f'config.{self.name}.entropy_gradient: unknown value '
                        f'{self.hparams.entropy_gradient!r}; known: '

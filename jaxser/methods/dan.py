@@ -40,8 +40,8 @@ class DAN(base.Method):
   # The name of the discrepancy in the logged metrics.
   discrepancy_metric = 'loss_mmd'
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     self.hparams = config[self.name]
     for field, known in (('estimator', ESTIMATORS), ('kernel', KERNELS)):
       if self.hparams[field] not in known:

@@ -113,8 +113,8 @@ def domain_adversarial_loss(domain_logits: jnp.ndarray, num_source: int,
 class DANN(base.Method):
   """DANN (see module docstring); hyper-parameters in config.<name>."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     self.hparams = config[self.name]
     if self.hparams.schedule not in SCHEDULES:
       raise ValueError(f'config.{self.name}.schedule: unknown schedule '

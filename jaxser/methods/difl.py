@@ -180,8 +180,8 @@ def _per_segment(values: jnp.ndarray, segments: int) -> jnp.ndarray:
 class DIFL(base.Method):
   """DIFL (see module docstring); hyper-parameters in config.difl."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     h = self.hparams = config.difl
     cnn_blstm.check_features(config.data)
     if h.schedule not in dann.SCHEDULES:

@@ -67,8 +67,8 @@ class EmoDNANet(nn.Module):
 class EmoDNA(base.Method):
   """Emo-DNA (see module docstring)."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     self.model = EmoDNANet(
         num_classes, masked_pooling=config.model.masked_pooling,
         dropout=config.model.dropout, lstm_hidden=config.model.lstm_hidden,

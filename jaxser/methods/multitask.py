@@ -134,8 +134,8 @@ def _choice(cfg, field: str, known) -> str:
 class Multitask(base.Method):
   """Multitask SER with NT-Xent, IM and augmentation-type tasks."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     m = config.multitask
     if config.data.features != 'waveform':
       raise ValueError(

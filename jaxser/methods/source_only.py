@@ -24,8 +24,8 @@ BACKBONES = ('cnn_tcn', 'cnn_blstm')
 class SourceOnly(base.Method):
   """L = CE(phi_e(E^S), y^S)."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes)
+  def __init__(self, config, num_classes, class_counts=None):
+    super().__init__(config, num_classes, class_counts)
     self.backbone = config.model.get('backbone', 'cnn_tcn')
     if self.backbone not in BACKBONES:
       raise ValueError(f'config.model.backbone: unknown backbone '

@@ -78,14 +78,21 @@ class SegmentEncoder(nn.Module):
   dropout: float = 0.1
   embed_activation: str = 'none'
 
-  @nn.compact
-  def __call__(self, x, mask, *, train: bool):
+  def __post_init__(self):
+    # Checked on construction, so a bad config fails before any tracing.
     if not len(self.conv_features) == len(self.time_pool) == len(
         self.freq_pool):
       raise ValueError('config.model: conv_features, time_pool and freq_pool '
                        'must have one entry per conv block, got '
                        f'{self.conv_features}, {self.time_pool}, '
                        f'{self.freq_pool}')
+    if self.embed_activation not in ('none', 'relu'):
+      raise ValueError('config.model.embed_activation: unknown activation '
+                       f'{self.embed_activation!r}; known: none, relu')
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, mask, *, train: bool):
     x = x[..., None]  # (N, time, freq, 1): one input channel.
     bn_mask = jnp.reshape(mask, (-1, 1, 1, 1))
     for ch, tp, fp in zip(self.conv_features, self.time_pool,
@@ -107,34 +114,21 @@ class SegmentEncoder(nn.Module):
     y = nn.Dense(self.embed_dim)(y)
     if self.embed_activation == 'relu':
       y = nn.relu(y)
-    elif self.embed_activation != 'none':
-      raise ValueError('config.model.embed_activation: unknown activation '
-                       f'{self.embed_activation!r}; known: none, relu')
     return y
 
 
 class SegmentEmotionNet(nn.Module):
   """G + the emotion classifier, applied to every segment of a batch.
 
+  `encoder` is G (a SegmentEncoder, its parameters under 'encoder').
   `__call__(x, lengths)` on (B, S, time, freq) utterances returns
   {'logits': (B, S, C), 'features': (B, S, d), 'mask': (B, S) bool};
   `classify` returns the (B, C) utterance log-posteriors.
   """
   num_classes: int
-  conv_features: Sequence[int] = (16, 32, 64)
-  kernel_size: int = 3
-  time_pool: Sequence[int] = (2, 2, 1)
-  freq_pool: Sequence[int] = (2, 2, 2)
-  lstm_hidden: int = 128
-  embed_dim: int = 128
-  dropout: float = 0.1
-  embed_activation: str = 'none'
+  encoder: SegmentEncoder
 
   def setup(self):
-    self.encoder = SegmentEncoder(
-        self.conv_features, self.kernel_size, self.time_pool, self.freq_pool,
-        self.lstm_hidden, self.embed_dim, self.dropout,
-        self.embed_activation)
     self.emotion_head = nn.Dense(self.num_classes)
 
   def __call__(self, x, lengths, *, train: bool):
@@ -153,18 +147,14 @@ class SegmentEmotionNet(nn.Module):
 
 def from_config(num_classes: int, model_cfg) -> SegmentEmotionNet:
   """The SegmentEmotionNet of `config.model` (fields as in configs/difl.py)."""
-  activation = model_cfg.get('embed_activation', 'none')
-  if activation not in ('none', 'relu'):
-    raise ValueError('config.model.embed_activation: unknown activation '
-                     f'{activation!r}; known: none, relu')
-  return SegmentEmotionNet(
-      num_classes, conv_features=tuple(model_cfg.conv_features),
+  return SegmentEmotionNet(num_classes, SegmentEncoder(
+      conv_features=tuple(model_cfg.conv_features),
       kernel_size=model_cfg.kernel_size,
       time_pool=tuple(model_cfg.time_pool),
       freq_pool=tuple(model_cfg.freq_pool),
       lstm_hidden=model_cfg.lstm_hidden, embed_dim=model_cfg.embed_dim,
       dropout=model_cfg.dropout,
-      embed_activation=activation)
+      embed_activation=model_cfg.get('embed_activation', 'none')))
 
 
 def check_features(data_cfg) -> None:
