@@ -37,13 +37,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import ml_collections
 import numpy as np
 
 # Before TensorFlow is imported (as jaxser.main): openSMILE's native library
 # must load first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import runtime
 
 # (column label, results.json key), in table order.
 METRICS = (('WAR', 'war'), ('F1', 'macro_f1'), ('UAR', 'uar'))
@@ -348,17 +348,7 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
 
 def main(argv):
   del argv
-  # As jaxser.main: library INFO logs off unless --verbosity is given, TF
-  # (tf.data only) off the accelerators, and reruns reuse compiled programs.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.config.update('jax_compilation_cache_dir', os.environ.get(
-      'JAX_COMPILATION_CACHE_DIR',
-      os.path.expanduser('~/.cache/jaxser/xla')))
-
+  runtime.setup_process()
   try:
     overrides = [parse_override(s) for s in _SET.value]
     if _STEPS.value is not None:

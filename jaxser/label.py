@@ -40,10 +40,10 @@ import tempfile
 
 from absl import app
 from absl import flags
-from absl import logging
 
 # Before TensorFlow is imported: it loads openSMILE's native library first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import runtime
 
 SOFT_LABELS = 'soft_labels.csv'
 SUMMARY = 'summary.json'
@@ -252,15 +252,7 @@ def _define_flags():
 def main(argv):
   del argv
   f = flags.FLAGS
-  # Library INFO logs (orbax, TFDS) drown the progress bar.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')  # tf.data only.
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.config.update('jax_compilation_cache_dir', os.environ.get(
-      'JAX_COMPILATION_CACHE_DIR',
-      os.path.expanduser('~/.cache/jaxser/xla')))
+  runtime.setup_process()
   try:
     s = label(f.workdir, f.corpus, f.root, f.top_k, f.out, f.batch_size,
               f.frames, f.cache_dir, f.workers)

@@ -14,11 +14,11 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 # Before TensorFlow is imported: it loads openSMILE's native library first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/*.py).',
@@ -33,18 +33,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
-  # Library INFO logs (orbax, TFDS) drown the progress bar; --verbosity=0
-  # brings them back.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  # TF is only used for tf.data: keep it off the accelerators.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+  runtime.setup_process()
   import jax  # pylint: disable=g-import-not-at-top
-  # Reruns and resumptions reuse compiled programs instead of recompiling.
-  jax.config.update('jax_compilation_cache_dir', os.environ.get(
-      'JAX_COMPILATION_CACHE_DIR',
-      os.path.expanduser('~/.cache/jaxser/xla')))
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from jaxser import train  # pylint: disable=g-import-not-at-top

@@ -57,7 +57,6 @@ Choices where the paper is silent or ambiguous (each a config field of
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxser import losses
