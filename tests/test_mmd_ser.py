@@ -138,7 +138,7 @@ def test_network_shapes_lengths_and_padding_are_ignored(mmd_method):
   assert h.shape == (BATCH, FRAMES // 16, 96)
 
 
-def test_create_gives_class_counts_to_methods_that_take_them():
+def test_create_gives_mmd_ser_its_class_weights():
   method = methods_lib.create(_config(), NUM_CLASSES, class_counts=[1, 2, 3, 4])
   assert method.class_counts == (1, 2, 3, 4)
   np.testing.assert_allclose(method.class_weights,
@@ -148,10 +148,6 @@ def test_create_gives_class_counts_to_methods_that_take_them():
   config.mmd_ser.class_weighted = False
   assert methods_lib.create(config, NUM_CLASSES,
                             class_counts=[1, 2, 3, 4]).class_weights is None
-  # Methods that do not take them are built as before.
-  dan = methods_lib.create(grid.load_config('dan', grid.default_configs_dir()),
-                           NUM_CLASSES, class_counts=[1, 2, 3, 4])
-  assert dan.class_counts is None
   with pytest.raises(ValueError, match='class_counts'):
     methods_lib.create(_config(), NUM_CLASSES, class_counts=[1, 2])
   config.mmd_ser.kernel = 'laplace'
