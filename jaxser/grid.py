@@ -274,7 +274,8 @@ def table_rows(results: Sequence[dict],
 
 
 def to_markdown(tables: dict[str, list[dict]]) -> str:
-  """One markdown table per task: 'mean ± std' per column and metric."""
+  """One markdown table per task: 'mean ± std' per column and metric ('mean'
+  where only one seed finished)."""
   out = []
   for task, rows in tables.items():
     columns = list(rows[0]['columns'])
@@ -287,11 +288,16 @@ def to_markdown(tables: dict[str, list[dict]]) -> str:
       for c in columns:
         for label, _ in METRICS:
           entry = row['columns'][c][label]
-          cells.append('-' if entry is None
-                       else f'{entry[0]:.1f} ± {entry[1]:.1f}')
+          if entry is None:
+            cells.append('-')
+          elif entry[2] == 1:  # One seed: no spread to show.
+            cells.append(f'{entry[0]:.1f}')
+          else:
+            cells.append(f'{entry[0]:.1f} ± {entry[1]:.1f}')
       out.append('| ' + ' | '.join(cells) + ' |')
-    out += ['', 'mean ± std (%) over seeds; per source: averaged over its '
-            'targets; Average: over all pairs.', '']
+    out += ['', 'mean ± std (%) over seeds (one seed: the value alone); '
+            'per source: averaged over its targets; Average: over all '
+            'pairs.', '']
   return '\n'.join(out)
 
 

@@ -69,6 +69,8 @@ def test_markdown_and_csv():
   assert ('| m1 | 75.0 ± 5.0 | 37.5 ± 2.5 | 75.0 ± 5.0 | 60.0 ± 10.0 | '
           '30.0 ± 5.0 | 60.0 ± 10.0 | 70.0 ± 6.7 | 35.0 ± 3.3 | 70.0 ± 6.7 |'
           in md)
+  # m2 has one complete seed: the value alone, no '± 0.0'.
+  assert '| m2 | 70.0 | 35.0 | 70.0 | 50.0 | 25.0 | 50.0 | 63.3 |' in md
   assert '| m3 | - | - |' in md
 
   rows = list(csv.DictReader(io.StringIO(grid.to_csv(tables))))
