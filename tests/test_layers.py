@@ -33,6 +33,8 @@ def test_max_pool_matches_flax(shape, window):
 def test_max_pool_rejects_wrong_window_rank():
   with pytest.raises(ValueError, match='window'):
     layers.max_pool(jnp.zeros((2, 8, 8, 1)), (2,))
+  with pytest.raises(ValueError, match='size 1 is shorter than its window 2'):
+    layers.max_pool(jnp.zeros((2, 1, 3)), (2,))
 
 
 def _dropout(x, rate, seed, deterministic=False):

@@ -100,6 +100,11 @@ def max_pool(x: jnp.ndarray, window: Sequence[int]) -> jnp.ndarray:
     if w == 1:
       continue
     m = n // w
+    if m == 0:
+      # Would leave an empty axis that fails later, far from the cause.
+      raise ValueError(f'max_pool: spatial axis {axis} of size {n} is '
+                       f'shorter than its window {w} (input shape '
+                       f'{x.shape}); too few frames for this network?')
     offsets = [jax.lax.slice_in_dim(x, k, k + (m - 1) * w + 1, stride=w,
                                     axis=axis) for k in range(w)]
     x = functools.reduce(jnp.maximum, offsets)
