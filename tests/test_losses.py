@@ -4,7 +4,9 @@ The JAX side always runs under `jax.jit` (one compilation per test instead of
 one per primitive and shape in eager mode), which keeps the file fast on CPU.
 """
 
+import importlib
 import math
+import pkgutil
 
 import jax
 import jax.numpy as jnp
@@ -654,6 +656,35 @@ def test_grad_reverse():
   np.testing.assert_allclose(g1, -2 * x, rtol=1e-6)
 
 
+def test_domain_adversarial_loss_matches_numpy():
+  rng = np.random.default_rng(0)
+  n, m = 5, 3
+  d = rng.standard_normal(n + m).astype(np.float32)
+  w = rng.uniform(1, 2, n + m).astype(np.float32)
+  y = np.r_[np.ones(n), np.zeros(m)]
+  p = 1 / (1 + np.exp(-d.astype(np.float64)))
+  bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+  loss, acc = losses.domain_adversarial_loss(jnp.asarray(d), n)
+  np.testing.assert_allclose(loss, 0.5 * (bce[:n].mean() + bce[n:].mean()),
+                             rtol=1e-5)
+  correct = (d > 0) == (y > 0)
+  np.testing.assert_allclose(acc, 0.5 * (correct[:n].mean() +
+                                         correct[n:].mean()), rtol=1e-6)
+
+  # Weighted: each corpus's weights normalised to sum 1 (CDAN+E reference).
+  loss, _ = losses.domain_adversarial_loss(jnp.asarray(d), n, jnp.asarray(w))
+  want = 0.5 * (np.sum(w[:n] * bce[:n]) / w[:n].sum() +
+                np.sum(w[n:] * bce[n:]) / w[n:].sum())
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  # The normalisers carry no gradient: d loss / d w_i = b_i / (2 sum w).
+  grad_w = jax.grad(lambda w: losses.domain_adversarial_loss(
+      jnp.asarray(d), n, w)[0])(jnp.asarray(w))
+  np.testing.assert_allclose(
+      grad_w, np.r_[bce[:n] / w[:n].sum(), bce[n:] / w[n:].sum()] / 2,
+      rtol=1e-5)
+
+
 def test_batch_spectral_penalty():
   r = _rng(22)
   f = r.normal(size=(8, 5)) + np.outer(r.normal(size=8), r.normal(size=5)) * 3
@@ -729,3 +760,27 @@ def test_center_loss_and_update():
   for j in range(3):
     np.testing.assert_allclose(moved[j], f[y == j].mean(0), rtol=1e-4,
                                atol=1e-5)
+
+
+################################################################################
+# The package: families re-exported.
+################################################################################
+
+
+def test_every_family_is_re_exported():
+  # Every family module of the package, including ones added later.
+  families = [m.name for m in pkgutil.iter_modules(losses.__path__)
+              if not m.name.startswith('_')]
+  assert {'classification', 'mmd', 'contrastive', 'pseudo_label', 'entropy',
+          'adversarial', 'center'} <= set(families)
+  defined = set()
+  for family in families:
+    module = importlib.import_module(f'jaxser.losses.{family}')
+    for name, obj in vars(module).items():
+      if (not name.startswith('_') and callable(obj)
+          and getattr(obj, '__module__', None) == module.__name__):
+        assert getattr(losses, name) is obj, name
+        defined.add(name)
+  missing = sorted(n for n in losses.__all__ if not hasattr(losses, n))
+  assert not missing
+  assert defined <= set(losses.__all__)

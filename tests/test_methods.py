@@ -132,35 +132,6 @@ def test_create_builds_every_method_with_class_counts():
     methods_lib.create(_config('source_only'), NUM_CLASSES, (1, 2, 3))
 
 
-def test_domain_adversarial_loss_matches_numpy():
-  rng = np.random.default_rng(0)
-  n, m = 5, 3
-  d = rng.standard_normal(n + m).astype(np.float32)
-  w = rng.uniform(1, 2, n + m).astype(np.float32)
-  y = np.r_[np.ones(n), np.zeros(m)]
-  p = 1 / (1 + np.exp(-d.astype(np.float64)))
-  bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-  loss, acc = dann.domain_adversarial_loss(jnp.asarray(d), n)
-  np.testing.assert_allclose(loss, 0.5 * (bce[:n].mean() + bce[n:].mean()),
-                             rtol=1e-5)
-  correct = (d > 0) == (y > 0)
-  np.testing.assert_allclose(acc, 0.5 * (correct[:n].mean() +
-                                         correct[n:].mean()), rtol=1e-6)
-
-  # Weighted: each corpus's weights normalised to sum 1 (CDAN+E reference).
-  loss, _ = dann.domain_adversarial_loss(jnp.asarray(d), n, jnp.asarray(w))
-  want = 0.5 * (np.sum(w[:n] * bce[:n]) / w[:n].sum() +
-                np.sum(w[n:] * bce[n:]) / w[n:].sum())
-  np.testing.assert_allclose(loss, want, rtol=1e-5)
-  # The normalisers carry no gradient: d loss / d w_i = b_i / (2 sum w).
-  grad_w = jax.grad(lambda w: dann.domain_adversarial_loss(
-      jnp.asarray(d), n, w)[0])(jnp.asarray(w))
-  np.testing.assert_allclose(
-      grad_w, np.r_[bce[:n] / w[:n].sum(), bce[n:] / w[n:].sum()] / 2,
-      rtol=1e-5)
-
-
 ################################################################################
 # DANN.
 ################################################################################

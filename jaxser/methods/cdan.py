@@ -22,7 +22,7 @@ the gradients are the same.
 
 CDAN+E weights each example's discriminator loss by w = 1 + exp(-H(g)) and,
 as the reference code (`loss.CDAN` of thuml/CDAN), normalises the weights to
-sum to 1 within each corpus (`dann.domain_adversarial_loss`).
+sum to 1 within each corpus (`losses.domain_adversarial_loss`).
 `entropy_gradient` says what reaches the network through H: 'reverse' (the
 reference hooks a gradient reversal layer with the same coefficient onto H)
 or 'stop' (transfer-learning-library detaches g).

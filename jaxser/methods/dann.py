@@ -29,9 +29,7 @@ also used by CDAN and BSP), with i the 0-based optimiser step:
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-import optax
 
 from jaxser import losses
 from jaxser.methods import base
@@ -69,44 +67,6 @@ def grl_coefficient(step, total_steps: int, *, schedule: str, lo: float = 0.0,
     return jnp.asarray(hi, jnp.float32)
   raise ValueError(f'unknown GRL schedule {schedule!r}; known: '
                    f'{", ".join(SCHEDULES)}')
-
-
-def domain_adversarial_loss(domain_logits: jnp.ndarray, num_source: int,
-                            weights: jnp.ndarray | None = None):
-  """Discriminator BCE, source rows labelled 1 and target rows 0.
-
-  With b_i = BCE(sigmoid(d_i), y_i) and weights w (default 1):
-
-    L_d = 1/2 [ sum_S w_i b_i / sum_S w_i + sum_T w_j b_j / sum_T w_j ],
-
-  the mean of the two corpora's weighted means. Unweighted and with equal
-  batch sizes it is the plain mean over the joint batch; weighted, it is the
-  CDAN+E reference (each corpus's weights normalised to sum 1, the sums
-  detached: `jax.lax.stop_gradient`).
-
-  Args:
-    domain_logits: (n + m,) discriminator logits, source rows first.
-    num_source: n (static).
-    weights: optional (n + m,) per-example weights.
-
-  Returns:
-    (loss, accuracy): scalar L_d, and the discriminator's accuracy (logit > 0
-    means source), the mean of the two corpora's accuracies.
-  """
-  n = num_source
-  labels = (jnp.arange(domain_logits.shape[0]) < n).astype(domain_logits.dtype)
-  bce = optax.sigmoid_binary_cross_entropy(domain_logits, labels)
-  if weights is None:
-    weights = jnp.ones_like(bce)
-  correct = ((domain_logits > 0) == (labels > 0)).astype(domain_logits.dtype)
-
-  def weighted_mean(values, w):
-    return jnp.sum(w * values) / jax.lax.stop_gradient(jnp.sum(w))
-
-  loss = 0.5 * (weighted_mean(bce[:n], weights[:n]) +
-                weighted_mean(bce[n:], weights[n:]))
-  accuracy = 0.5 * (jnp.mean(correct[:n]) + jnp.mean(correct[n:]))
-  return loss, accuracy
 
 
 @base.register('dann')
@@ -179,7 +139,7 @@ class DANN(base.Method):
         rngs={'dropout': rng})
 
     loss_emotion = losses.cross_entropy(logits[:n_s], src['label'])
-    loss_domain, domain_acc = domain_adversarial_loss(
+    loss_domain, domain_acc = losses.domain_adversarial_loss(
         domain_logits, n_s, self.domain_weights(logits, coeff))
     penalty, penalty_metrics = self.penalty(e[:n_s], e[n_s:])
     loss = loss_emotion + self.hparams.trade_off * loss_domain + penalty
