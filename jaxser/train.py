@@ -1,17 +1,45 @@
 """The generic train loop shared by all methods.
 
-The loop owns one `TrainState` pytree (step, params, batch stats, optimiser
-state, RNG key and the method's own state), replicated over a `Mesh` of all
-devices; batches are sharded on its 'data' axis. The train step is one
-`jax.jit` with explicit shardings and the state donated. Checkpoints are orbax
-saves of the whole state; a rerun on the same workdir resumes from the latest
-one and, since the input stream is a function of (seed, step), ends with the
-same results as an uninterrupted run.
+The loop owns one `TrainState` pytree (phase, step, params, batch stats,
+optimiser state, RNG key, the method's own state and the early-stopping
+state), replicated over a `Mesh` of all devices; batches are sharded on its
+'data' axis. Every step is one `jax.jit` with explicit shardings and the state
+donated. Checkpoints are orbax saves of the whole state; a rerun on the same
+workdir resumes from the latest one and, since every input stream is a
+function of (seed, step), ends with the same results as an uninterrupted run.
+
+Most methods minimise one loss with one optimiser (`config.train.*`) in one
+phase over the source/target stream of `jaxser.data.pipeline`. A method may
+instead declare (see `jaxser.phases`):
+
+  * parameter groups, `method.groups()`: top-level entries of `params` each
+    with its own optimiser and learning rate. The state keeps one optimiser
+    state per group (not `optax.multi_transform`): a group a phase does not
+    train keeps its parameters and its optimiser moments untouched.
+  * phases, `method.phases(arrays)`: run in order by one `jaxser.main` run.
+    Each has its own jitted step function (which may alternate several
+    updates, e.g. discriminators then generators, each with its own loss and
+    gradient), its length in steps or epochs, its array streams (batches
+    drawn from in-memory array sets by `pipeline.array_batches`, for real and
+    generated data alike; `method.arrays(arrays, seed)` adds the sets it
+    needs, e.g. class-balanced up-sampled sources), what it produces (e.g.
+    generated samples and soft labels, computed on the devices; they are
+    rebuilt deterministically when a run resumes past the phase, so they are
+    not checkpointed) and an optional validation-based early stopping on a
+    selection set that never holds target labels (best state kept in the
+    train state, restored when the phase ends, patience configurable).
+
+The checkpoint records the phase and the step within it; the orbax step
+number is the run's global step (steps of the phases before plus the step).
+results.json gains 'phases': each phase's length, its last step's metrics and
+its selection outcome.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import tempfile
 import time
@@ -29,6 +57,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxser import metrics as metrics_lib
 from jaxser import methods as methods_lib
+from jaxser import phases as phases_lib
 from jaxser.data import pipeline
 
 # Config fields that may change between a run and its resumption.
@@ -39,12 +68,14 @@ _RESUMABLE_CHANGES = ('train.steps', 'train.eval_every', 'train.log_every',
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array
+  step: jax.Array  # Optimiser steps taken in the current phase.
   params: Any
   batch_stats: Any
-  opt_state: Any
+  opt_state: Any  # One optimiser's state, or {group: state}.
   rng: jax.Array
   method_state: Any
+  phase: jax.Array = 0  # Index of the current phase.
+  selection: Any = dataclasses.field(default_factory=dict)
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -99,16 +130,49 @@ def example_batch(data: pipeline.Data, batch_size: int) -> dict:
 
 
 def create_train_state(method: methods_lib.Method,
-                       tx: optax.GradientTransformation, seed: int,
-                       batch: dict) -> TrainState:
+                       tx: optax.GradientTransformation | None, seed: int,
+                       batch: dict, phases=()) -> TrainState:
+  """The initial state; `tx` is None for a method with parameter groups."""
   rng = jax.random.PRNGKey(seed)
   variables = method.init_variables(jax.random.fold_in(rng, 1), batch)
   params = variables['params']
+  batch_stats = variables.get('batch_stats', {})
+  groups = method_groups(method)
+  if groups:
+    phases_lib.check_groups(groups, params)
+    opt_state = phases_lib.init_opt_state(groups, params)
+  else:
+    opt_state = tx.init(params)
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get('batch_stats', {}),
-      opt_state=tx.init(params), rng=rng,
-      method_state=method.init_state())
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+      opt_state=opt_state, rng=rng, method_state=method.init_state(),
+      phase=jnp.zeros((), jnp.int32),
+      selection=phases_lib.init_selection(phases, groups, params,
+                                          batch_stats))
+
+
+def method_groups(method) -> dict | None:
+  """The method's parameter groups, or None for one optimiser."""
+  groups = getattr(method, 'groups', None)
+  return groups() if groups is not None else None
+
+
+def method_phases(method, tx, config, arrays) -> list[phases_lib.Phase]:
+  """The method's phases; one 'train' phase of `config.train.steps` over the
+  default source/target stream for a single-objective method."""
+  if hasattr(method, 'phases'):
+    return list(method.phases(arrays))
+  return [phases_lib.Phase('train', make_train_step(method, tx),
+                           steps=config.train.steps)]
+
+
+def phase_steps(phase: phases_lib.Phase, arrays, batch_size: int) -> int:
+  """A phase's length in steps (epochs are rounded up to whole batches)."""
+  if phase.steps:
+    return int(phase.steps)
+  name = phase.epoch_arrays or next(iter(phase.streams.values()))
+  n = len(next(iter(arrays[name].values())))
+  return max(1, math.ceil(phase.epochs * n / (phase.batch_size or batch_size)))
 
 
 def make_train_step(method: methods_lib.Method,
@@ -132,10 +196,11 @@ def make_train_step(method: methods_lib.Method,
   return train_step
 
 
-def jit_train_step(method, tx, mesh):
+def jit_train_step(method, tx, mesh, step_fn=None):
+  """`step_fn` (default: the method's single-loss step) jitted on `mesh`."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
-  return jax.jit(make_train_step(method, tx),
+  return jax.jit(step_fn or make_train_step(method, tx),
                  in_shardings=(replicated, batch_sharding),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -289,18 +354,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   _check_resumable(config, workdir)
 
   data = pipeline.load_data(config.data)
-  eval_set = data.target_eval.load()
   method = methods_lib.create(
       config, len(data.classes),
       class_counts=data.source_train.class_counts(len(data.classes)))
-  tx = make_optimizer(config.train)
+  # Multi-phase methods train on in-memory array sets (method.arrays adds
+  # the ones it needs: up-sampled sources, selection sets...).
+  arrays = {}
+  if hasattr(method, 'arrays'):
+    arrays = method.arrays(pipeline.load_arrays(data), config.seed)
+    eval_set = arrays['target_eval']
+  else:
+    eval_set = data.target_eval.load()
+  groups = method_groups(method)
+  tx = None if groups else make_optimizer(config.train)
+  phases = method_phases(method, tx, config, arrays)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
   batch_size = config.train.batch_size
+  lengths = [phase_steps(p, arrays, batch_size) for p in phases]
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
 
   state = jax.jit(
       lambda: create_train_state(method, tx, config.seed,
-                                 example_batch(data, batch_size)),
+                                 example_batch(data, batch_size), phases),
       out_shardings=replicated)()
   ckpt = ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, 'checkpoints')),
@@ -311,57 +388,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state = ckpt.restore(ckpt.latest_step(),
                          args=ocp.args.StandardRestore(abstract))
     if jax.process_index() == 0:
-      print(f'resumed from step {int(state.step)} of {workdir}', flush=True)
-  start = int(state.step)
-  steps = config.train.steps
-
-  train_step = jit_train_step(method, tx, mesh)
-  writer = MetricWriter(workdir, start)
-  batches = pipeline.train_batches(data, batch_size, config.seed, start,
-                                   NamedSharding(mesh, P('data')))
-  log_every = max(1, config.train.log_every)
-  profile_start = config.profile.start_step
-  profile_stop = profile_start + config.profile.num_steps
-  bar = tqdm.tqdm(total=steps, initial=start, desc=config.method,
-                  unit='step', dynamic_ncols=True,
-                  disable=jax.process_index() != 0)
-  pending, t0, t0_step = [], time.perf_counter(), start
-  step = start
+      print(f'resumed from step {int(state.step)} of phase '
+            f'{phases[min(int(state.phase), len(phases) - 1)].name} of '
+            f'{workdir}', flush=True)
+  start_phase = int(state.phase)
+  writer = MetricWriter(workdir, offsets[min(start_phase, len(phases))]
+                        + int(state.step))
+  records = _read_phase_records(workdir, start_phase)
+  multi = len(phases) > 1
   try:
-    for step in range(start + 1, steps + 1):
-      if profile_start > 0 and step == profile_start:
-        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
-      state, step_metrics = train_step(state, next(batches))
-      pending.append(step_metrics)
-      if profile_start > 0 and step == profile_stop:
-        jax.block_until_ready(state)
-        jax.profiler.stop_trace()
-      if step % log_every == 0 or step == steps:
-        means = {k: float(np.mean([float(m[k]) for m in pending]))
-                 for k in pending[0]}
-        dt = time.perf_counter() - t0
-        means['samples_per_s'] = 2 * batch_size * (step - t0_step) / dt
-        writer.write(step, {f'train/{k}': v for k, v in means.items()})
-        bar.set_postfix(loss=f'{means["loss"]:.3f}',
-                        samples_per_s=f'{means["samples_per_s"]:.0f}')
-        bar.update(step - bar.n)
-        pending, t0, t0_step = [], time.perf_counter(), step
-      if config.train.eval_every and step % config.train.eval_every == 0:
-        result = evaluate(method, state, eval_set, data.classes,
-                          config.train.eval_batch_size, mesh)
-        writer.write(step, _eval_scalars(result))
-        bar.write(f'step {step}: target UAR {result["uar"]:.3f} '
-                  f'WAR {result["war"]:.3f} F1 {result["macro_f1"]:.3f}')
-      if step % config.train.checkpoint_every == 0 or step == steps:
-        ckpt.save(step, args=ocp.args.StandardSave(state))
-  except KeyboardInterrupt:
-    # Keep the finished steps: a rerun resumes from here.
-    if int(state.step) > (ckpt.latest_step() or 0):
-      ckpt.save(int(state.step), args=ocp.args.StandardSave(state),
-                force=True)
-    raise
+    for index, phase in enumerate(phases):
+      if index < start_phase:
+        # Finished before an interruption: rebuild what it produced.
+        if phase.produce is not None:
+          arrays.update(phase.produce(state, arrays))
+        continue
+      state, record = _run_phase(
+          config, workdir, method, phase, index, state, lengths[index],
+          offsets[index], arrays, data, eval_set, mesh, ckpt, writer,
+          last=index == len(phases) - 1, prefix=f'{phase.name}/' if multi
+          else '')
+      if phase.produce is not None:
+        new = phase.produce(state, arrays)
+        arrays.update(new)
+        record['produced'] = {k: int(len(next(iter(v.values()))))
+                              for k, v in new.items()}
+      records.append(record)
+      if index < len(phases) - 1:
+        state = state.replace(phase=jnp.asarray(index + 1, jnp.int32),
+                              step=jnp.zeros((), jnp.int32))
+        if jax.process_index() == 0:
+          _write_json(os.path.join(workdir, 'phases.json'), records)
+        ckpt.save(offsets[index + 1], args=ocp.args.StandardSave(state),
+                  force=True)
   finally:
-    bar.close()
     ckpt.wait_until_finished()
     ckpt.close()
 
@@ -370,8 +430,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if config.data.protocol == 'multi_corpus':
     result['per_corpus'] = evaluate_per_corpus(
         method, state, eval_set, data, config.train.eval_batch_size, mesh)
-  writer.write(steps, _eval_scalars(result))
+  writer.write(offsets[-1], _eval_scalars(result))
   writer.close()
+  steps = offsets[-1]
   result.update(
       source=config.data.source, target=config.data.target,
       task=config.data.task, protocol=config.data.protocol,
@@ -381,6 +442,156 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       num_target_train=data.target_train.size,
       left_out=data.left_out, skipped=data.skipped,
       devices=jax.device_count())
+  if multi:
+    result['phases'] = records
+  if hasattr(method, 'analyse'):
+    result.update(method.analyse(state, arrays, workdir))
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'results.json'), result)
   return result
+
+
+def _read_phase_records(workdir: str, start_phase: int) -> list[dict]:
+  """The records of the phases finished before an interruption."""
+  path = os.path.join(workdir, 'phases.json')
+  if not start_phase or not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)[:start_phase]
+
+
+def _run_phase(config, workdir, method, phase, index, state, steps, offset,
+               arrays, data, eval_set, mesh, ckpt, writer, *, last, prefix):
+  """Runs `phase` from `state.step` to `steps`; returns (state, record)."""
+  batch_size = phase.batch_size or config.train.batch_size
+  batch_sharding = NamedSharding(mesh, P('data'))
+  tx = None if method_groups(method) else make_optimizer(config.train)
+  train_step = jit_train_step(method, tx, mesh, phase.step)
+  start = int(state.step)
+  if phase.streams:
+    sets = {key: arrays[name] for key, name in phase.streams.items()}
+    batches = pipeline.array_batches(
+        sets, batch_size, config.seed * 1000 + index, start, batch_sharding)
+  else:
+    batches = pipeline.train_batches(data, batch_size, config.seed, start,
+                                     batch_sharding)
+  sel = phase.selection
+  stop = _selection_exhausted(state, phase)
+  log_every = max(1, config.train.log_every)
+  profile_start = config.profile.start_step
+  profile_stop = profile_start + config.profile.num_steps
+  bar = tqdm.tqdm(total=steps, initial=start,
+                  desc=f'{config.method}{"/" + phase.name if prefix else ""}',
+                  unit='step', dynamic_ncols=True,
+                  disable=jax.process_index() != 0)
+  pending, t0, t0_step = [], time.perf_counter(), start
+  last_metrics = {}
+  streams = max(1, len(phase.streams) or 2)
+  try:
+    for step in range(start + 1, steps + 1):
+      if stop:
+        break
+      g = offset + step
+      if profile_start > 0 and g == profile_start:
+        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
+      state, step_metrics = train_step(state, next(batches))
+      pending.append(step_metrics)
+      if profile_start > 0 and g == profile_stop:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+      if step % log_every == 0 or step == steps:
+        means = {k: float(np.mean([float(m[k]) for m in pending]))
+                 for k in pending[0]}
+        dt = time.perf_counter() - t0
+        means['samples_per_s'] = (streams * batch_size * (step - t0_step)
+                                  / dt)
+        writer.write(g, {f'train/{prefix}{k}': v for k, v in means.items()})
+        bar.set_postfix(loss=f'{means.get("loss", float("nan")):.3f}',
+                        samples_per_s=f'{means["samples_per_s"]:.0f}')
+        bar.update(step - bar.n)
+        pending, t0, t0_step = [], time.perf_counter(), step
+      if step == steps or (sel and step % sel.every == 0):
+        last_metrics = {k: float(v) for k, v in step_metrics.items()}
+      if sel is not None and (step % sel.every == 0 or step == steps):
+        state, stop = _select(method, state, phase, arrays, data.classes,
+                              config.train.eval_batch_size, mesh, writer, g,
+                              prefix, bar)
+      elif (config.train.eval_every and last
+            and step % config.train.eval_every == 0):
+        result = evaluate(method, state, eval_set, data.classes,
+                          config.train.eval_batch_size, mesh)
+        writer.write(g, _eval_scalars(result))
+        bar.write(f'step {g}: target UAR {result["uar"]:.3f} '
+                  f'WAR {result["war"]:.3f} F1 {result["macro_f1"]:.3f}')
+      # The last step of a phase before another is saved at the boundary,
+      # after what the phase produces and its best state are settled.
+      if (step % config.train.checkpoint_every == 0 and step < steps) or (
+          step == steps and last) or (stop and last):
+        ckpt.save(g, args=ocp.args.StandardSave(state))
+  except KeyboardInterrupt:
+    # Keep the finished steps: a rerun resumes from here.
+    g = offset + int(state.step)
+    if g > (ckpt.latest_step() or 0):
+      ckpt.save(g, args=ocp.args.StandardSave(state), force=True)
+    raise
+  finally:
+    bar.close()
+  record = {'name': phase.name, 'groups': list(phase.groups),
+            'planned_steps': steps, 'steps': int(state.step),
+            'final_metrics': last_metrics}
+  if sel is not None:
+    best = jax.device_get(state.selection[phase.name])
+    record['selection'] = {
+        'arrays': sel.arrays, 'metric': sel.metric,
+        'best': float(best['best']), 'best_step': int(best['best_step']),
+        'stopped_early': int(state.step) < steps}
+    state = _restore_best(state, phase)
+  return state, record
+
+
+def _selection_exhausted(state, phase) -> bool:
+  """True when a resumed phase had already run out of patience."""
+  sel = phase.selection
+  if sel is None or not sel.patience:
+    return False
+  return int(state.selection[phase.name]['bad']) >= sel.patience
+
+
+def _select(method, state, phase, arrays, classes, batch_size, mesh, writer,
+            g, prefix, bar):
+  """Evaluates the selection set; keeps the best state; (state, stop)."""
+  sel = phase.selection
+  result = evaluate(method, state, arrays[sel.arrays], classes, batch_size,
+                    mesh)
+  value = float(result[sel.metric])
+  writer.write(g, {f'select/{prefix}{sel.metric}': value})
+  entry = state.selection[phase.name]
+  if value > float(entry['best']):
+    comps = list(entry['params'])
+    entry = dict(
+        entry, params={c: state.params[c] for c in comps},
+        batch_stats={c: state.batch_stats[c] for c in entry['batch_stats']},
+        best=jnp.asarray(value, jnp.float32), best_step=state.step,
+        bad=jnp.zeros((), jnp.int32))
+    # A copy, not an alias: the next step donates the live state's buffers.
+    entry = jax.tree.map(jnp.copy, entry)
+  else:
+    entry = dict(entry, bad=entry['bad'] + 1)
+  state = state.replace(selection={**state.selection, phase.name: entry})
+  stop = bool(sel.patience) and int(entry['bad']) >= sel.patience
+  if stop:
+    bar.write(f'{phase.name}: no better {sel.metric} on {sel.arrays} for '
+              f'{sel.patience} evaluations; stopping at step {int(state.step)}'
+              f' (best {float(entry["best"]):.4f} at step '
+              f'{int(entry["best_step"])})')
+  return state, stop
+
+
+def _restore_best(state, phase):
+  """The state with the selected groups set to their best evaluation."""
+  entry = state.selection[phase.name]
+  if int(entry['best_step']) < 0:
+    return state
+  return state.replace(
+      params={**state.params, **entry['params']},
+      batch_stats={**state.batch_stats, **entry['batch_stats']})

@@ -439,3 +439,113 @@ def to_global(x: np.ndarray, sharding: jax.sharding.NamedSharding):
   """A process-local batch slice as one global array sharded on 'data'."""
   global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
   return jax.make_array_from_process_local_data(sharding, x, global_shape)
+
+
+# In-memory array sets: utterance-level data small enough to hold on the host
+# (functionals, generated samples) as dicts of numpy arrays with a common
+# leading axis. Multi-phase methods draw their batches from them.
+
+
+def load_arrays(data: Data) -> dict[str, dict[str, np.ndarray]]:
+  """The run's data as array sets.
+
+  'source': all source corpora (labels, 'domain' = source index);
+  'source<i>': source corpus i alone; 'target': the unlabelled target
+  training set (its labels are -1; 'index' is its listing index);
+  'target_eval': the labelled evaluation set.
+  """
+  def load(split, with_index=False):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    rows = list(tfds.as_numpy(split.dataset(with_index=with_index)))
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+  source = load(data.source_train)
+  out = {'source': source}
+  for i in range(len(data.source_train.parts)):
+    rows = source['domain'] == data.source_train.parts[i].domain
+    out[f'source{i}'] = {k: v[rows] for k, v in source.items()}
+  out['target'] = load(data.target_train, with_index=True)
+  out['target_eval'] = load(data.target_eval, with_index=True)
+  return out
+
+
+def balance_classes(labels: np.ndarray, rng: np.random.Generator,
+                    size: int | None = None) -> np.ndarray:
+  """Indices that up-sample every class to the largest class's count.
+
+  Random duplication (CAEmoCyGAN, sec. 4.2): each class keeps all its
+  examples and draws the missing ones with replacement from itself. With
+  `size`, the balanced set is then up-sampled by random duplication to
+  `size` examples (to pair corpora of different sizes). Classes absent from
+  `labels` stay absent.
+  """
+  labels = np.asarray(labels)
+  classes = np.unique(labels[labels >= 0])
+  most = max(int((labels == c).sum()) for c in classes)
+  parts = []
+  for c in classes:
+    idx = np.flatnonzero(labels == c)
+    parts += [idx, rng.choice(idx, most - len(idx), replace=True)]
+  out = np.concatenate(parts)
+  return upsample(out, size, rng) if size else out
+
+
+def upsample(indices: np.ndarray, size: int,
+             rng: np.random.Generator) -> np.ndarray:
+  """`indices` plus random duplicates of them, `size` in all (>= len)."""
+  indices = np.asarray(indices)
+  if size < len(indices):
+    raise ValueError(f'cannot up-sample {len(indices)} examples to {size}')
+  return np.concatenate([indices, rng.choice(indices, size - len(indices),
+                                             replace=True)])
+
+
+def take(arrays: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+  return {k: v[idx] for k, v in arrays.items()}
+
+
+def concat_arrays(*sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Row-wise concatenation of array sets over their common keys."""
+  keys = set(sets[0]).intersection(*sets[1:])
+  return {k: np.concatenate([s[k] for s in sets]) for k in sorted(keys)}
+
+
+def epoch_positions(n: int, batch_size: int, seed: int, stream: int,
+                    step: int) -> np.ndarray:
+  """Indices into a set of `n` examples of batch `step` of a stream.
+
+  The stream is an endless sequence of epochs, each a permutation seeded by
+  (seed, stream, epoch), cut into batches of `batch_size`: a function of
+  (seed, stream, step) alone, so a resumed run draws the same batches.
+  """
+  lo = step * batch_size
+  out, pos = [], lo
+  while pos < lo + batch_size:
+    epoch, offset = divmod(pos, n)
+    perm = np.random.default_rng([seed, stream, epoch]).permutation(n)
+    take_n = min(n - offset, lo + batch_size - pos)
+    out.append(perm[offset:offset + take_n])
+    pos += take_n
+  return np.concatenate(out)
+
+
+def array_batches(sets: dict[str, dict[str, np.ndarray]], batch_size: int,
+                  seed: int, start_step: int,
+                  sharding: jax.sharding.NamedSharding):
+  """Yields {key: {name: global array}}: `batch_size` examples of each set.
+
+  The same code draws from real and generated sets (`epoch_positions`);
+  each process keeps its slice of every global batch.
+  """
+  per_host = batch_size // jax.process_count()
+  lo = jax.process_index() * per_host
+  step = start_step
+  while True:
+    batch = {}
+    for k, (key, arrays) in enumerate(sorted(sets.items())):
+      n = len(next(iter(arrays.values())))
+      idx = epoch_positions(n, batch_size, seed, k, step)[lo:lo + per_host]
+      batch[key] = {name: to_global(v[idx], sharding)
+                    for name, v in arrays.items()}
+    yield batch
+    step += 1
