@@ -82,6 +82,8 @@ class Phase:
       Empty: the default source/target stream of single-phase methods.
     epoch_arrays: the array set whose size defines an epoch (default: the
       first stream's).
+    epoch_size: or that size itself, for a set an earlier phase produces
+      (phase lengths are fixed when the run starts).
     batch_size: per stream (default config.train.batch_size).
     produce: optional (state, arrays) -> dict of new array sets, run when
       the phase ends (and again, deterministically, when a run resumes past
@@ -95,6 +97,7 @@ class Phase:
   epochs: float = 0.0
   streams: dict[str, str] = dataclasses.field(default_factory=dict)
   epoch_arrays: str = ''
+  epoch_size: int = 0
   batch_size: int = 0
   produce: Callable | None = None
   selection: Selection | None = None

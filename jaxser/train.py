@@ -170,8 +170,10 @@ def phase_steps(phase: phases_lib.Phase, arrays, batch_size: int) -> int:
   """A phase's length in steps (epochs are rounded up to whole batches)."""
   if phase.steps:
     return int(phase.steps)
-  name = phase.epoch_arrays or next(iter(phase.streams.values()))
-  n = len(next(iter(arrays[name].values())))
+  n = phase.epoch_size
+  if not n:
+    name = phase.epoch_arrays or next(iter(phase.streams.values()))
+    n = len(next(iter(arrays[name].values())))
   return max(1, math.ceil(phase.epochs * n / (phase.batch_size or batch_size)))
 
 
@@ -445,7 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if multi:
     result['phases'] = records
   if hasattr(method, 'analyse'):
-    result.update(method.analyse(state, arrays, workdir))
+    result.update(method.analyse(state, arrays, data, workdir))
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'results.json'), result)
   return result

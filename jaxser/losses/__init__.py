@@ -29,6 +29,10 @@ works whichever module holds it:
     `domain_adversarial_loss` (DANN, CDAN(+E), BSP),
     `batch_spectral_penalty` (BSP).
   * center: `center_loss` and `update_centers` (Wen et al. 2016, DIFL).
+  * gan: the cycle-GAN family (CAEmoCyGAN): `gan_discriminator_loss`,
+    `gan_generator_loss` (log and least-squares forms), `identity_loss`,
+    `cycle_loss`, `squared_error`, `absolute_error`, `soft_cross_entropy`,
+    `corpus_attention_weights`, `fuse`.
 """
 
 from jaxser.losses.adversarial import batch_spectral_penalty
@@ -46,6 +50,15 @@ from jaxser.losses.contrastive import supervised_contrastive
 from jaxser.losses.entropy import entropy
 from jaxser.losses.entropy import entropy_weights
 from jaxser.losses.entropy import information_maximization
+from jaxser.losses.gan import absolute_error
+from jaxser.losses.gan import corpus_attention_weights
+from jaxser.losses.gan import cycle_loss
+from jaxser.losses.gan import fuse
+from jaxser.losses.gan import gan_discriminator_loss
+from jaxser.losses.gan import gan_generator_loss
+from jaxser.losses.gan import identity_loss
+from jaxser.losses.gan import soft_cross_entropy
+from jaxser.losses.gan import squared_error
 from jaxser.losses.mmd import DSN_SIGMAS
 from jaxser.losses.mmd import FixedBandwidthKernels
 from jaxser.losses.mmd import FixedGaussian
@@ -70,4 +83,7 @@ __all__ = [
     'joint_gram', 'l2_normalize', 'mk_mmd', 'mmd_from_gram', 'nt_xent',
     'pairwise_sq_dists', 'prototype', 'prototype_decoupling',
     'select_confident', 'supervised_contrastive', 'update_centers',
+    'absolute_error', 'corpus_attention_weights', 'cycle_loss', 'fuse',
+    'gan_discriminator_loss', 'gan_generator_loss', 'identity_loss',
+    'soft_cross_entropy', 'squared_error',
 ]
