@@ -488,13 +488,18 @@ def test_missing_and_unexpected_weights_are_all_named(tmp_path):
   state['encoder.layer.0.attention.self.rotary.weight'] = np.zeros(3,
                                                                    np.float32)
   state['encoder.layer.7.output.dense.bias'] = np.zeros(32, np.float32)
+  # The same weight twice, with and without the task model's prefix.
+  state['bert.pooler.dense.bias'] = np.zeros(32, np.float32)
+  state['bert.embeddings.LayerNorm.bias'] = np.zeros(32, np.float32)
   safetensors.numpy.save_file(state, path)
   with pytest.raises(ValueError) as e:
     bert.load_params(d)
   message = _one_line_error(e)
-  assert '3 missing weights' in message and '2 unexpected weights' in message
+  assert '3 missing weights' in message and '3 unexpected weights' in message
   for name in dropped + ['encoder.layer.0.attention.self.rotary.weight',
-                         'encoder.layer.7.output.dense.bias']:
+                         'encoder.layer.7.output.dense.bias',
+                         'embeddings.LayerNorm.bias [again, as '
+                         'bert.embeddings.LayerNorm.bias]']:
     assert name in message
 
 

@@ -433,5 +433,5 @@ def load_network_params(params, checkpoint: str):
 
 
 __all__ = ['AST', 'ASTLayer', 'ASTNetwork', 'from_config',
-           'network_from_config', 'load_network_params', 'from_hf_config', 'hf_weights',
-           'load_params', 'init_params', 'PAD_VALUE']
+           'network_from_config', 'load_network_params', 'from_hf_config',
+           'hf_weights', 'load_params', 'init_params', 'PAD_VALUE']

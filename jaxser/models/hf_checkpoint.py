@@ -198,7 +198,7 @@ def convert(state_dict: dict[str, np.ndarray], weights: Sequence[Weight], *,
   """
   renames, ignore = list(renames), [re.compile(p) for p in ignore]
   prefixes = tuple(prefixes)
-  found = {}
+  found, duplicates = {}, []
   for name, array in state_dict.items():
     new = name
     for pattern, replacement in renames:
@@ -209,10 +209,13 @@ def convert(state_dict: dict[str, np.ndarray], weights: Sequence[Weight], *,
         break
     if any(p.search(new) for p in ignore):
       continue
+    if new in found:  # e.g. both `bert.x` and `x`: which one is meant?
+      duplicates.append(f'{name} [again, as {found[new][0]}]')
+      continue
     found[new] = (name, array)
   expected = {w.hf_name: w for w in weights}
   missing = [n for n in expected if n not in found]
-  unexpected = [found[n][0] for n in found if n not in expected]
+  unexpected = [found[n][0] for n in found if n not in expected] + duplicates
   if missing or unexpected:
     parts = []
     if missing:
@@ -260,7 +263,8 @@ def check_tree(params: dict, shapes, source: str) -> None:
   want = {jax.tree_util.keystr(p): tuple(a.shape) for p, a
           in jax.tree_util.tree_leaves_with_path(shapes)}
   problems = [f'{k}: {got.get(k)} vs module {want.get(k)}'
-              for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+              for k in sorted(set(got) | set(want))
+              if got.get(k) != want.get(k)]
   if problems:
     raise ValueError(f'{source}: converted parameters do not fit the module: '
                      + '; '.join(problems))
