@@ -5,7 +5,9 @@
       --workdir=DIR [--steps=N] [--data_root=PATH] [--set=key=value ...]
 
 One cell is (method, source, target, task, seed): configs/<method>.py with
-data.source, data.target, data.task and seed set (seeds 0..N-1), then
+data.source, data.target, data.task and seed set (seeds 0..N-1); a source of
+several corpora joined by '+' is a multi-source cell (`--pairs=casia+emovo:
+urdu,casia:urdu,emovo:urdu`: data.source=casia,emovo), then
 --steps (train.steps), --data_root (data.root) and each --set (a dotted
 config field, e.g. --set=train.batch_size=32 --set=dann.trade_off=0.5,
 applied to the methods whose config has the field). Cells run one after
@@ -20,6 +22,8 @@ WAR, F1 (macro) and UAR in %, each first averaged over that source's targets
 within a seed, and an Average column over all pairs (per seed, then mean and
 std). A seed counts in a column only once all the column's pairs are
 finished for it; the CSV gives the number of seeds counted.
+DIR/scenarios.md has the layout of CAEmoCyGAN's Table 3: a row per method, a
+column pair (UA, WA) per scenario source -> target, mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -85,8 +89,9 @@ def parse_pairs(specs: Iterable[str]) -> list[tuple[str, str]]:
   pairs = []
   for spec in specs:
     source, sep, target = spec.partition(':')
-    if not (sep and source and target):
-      raise ValueError(f'--pairs: {spec!r} is not source:target')
+    if not (sep and source and target) or not all(source.split('+')):
+      raise ValueError(f'--pairs: {spec!r} is not source:target (several '
+                       'sources joined by +)')
     pairs.append((source, target))
   return pairs
 
@@ -177,7 +182,7 @@ def cell_config(base: ml_collections.ConfigDict,
                 cell: Cell) -> ml_collections.ConfigDict:
   """The method's config with the cell's corpora, task and seed."""
   config = base.copy_and_resolve_references()
-  config.data.source = cell.source
+  config.data.source = cell.source.replace('+', ',')
   config.data.target = cell.target
   config.data.task = cell.task
   config.seed = cell.seed
@@ -325,11 +330,41 @@ def to_csv(tables: dict[str, list[dict]]) -> str:
   return buf.getvalue()
 
 
+def scenario_table(results: Sequence[dict],
+                   pairs: Sequence[tuple[str, str]]) -> str:
+  """CAEmoCyGAN Table 3's layout (markdown): per task, a row per method and
+  per scenario (source -> target, in `pairs` order) UA and WA in %, mean ±
+  std over the finished seeds (the value alone for one seed, '-' for
+  none)."""
+  by_key = {}
+  for r in results:
+    by_key.setdefault(r['task'], {}).setdefault(r['method'], {}).setdefault(
+        (r['source'], r['target']), []).append(r)
+  out = []
+  for task, methods in by_key.items():
+    head = ['Method'] + [f'{s.replace("+", " + ")} → {t} {m}'
+                         for s, t in pairs for m in ('UA', 'WA')]
+    out += [f'## {task}', '', '| ' + ' | '.join(head) + ' |',
+            '|' + '---|' * len(head)]
+    for method, cells in methods.items():
+      row = [method]
+      for pair in pairs:
+        rs = cells.get(pair, [])
+        for key in ('uar', 'war'):
+          v = [100.0 * r[key] for r in rs]
+          row.append('-' if not v else f'{v[0]:.1f}' if len(v) == 1 else
+                     f'{np.mean(v):.1f} ± {np.std(v):.1f}')
+      out.append('| ' + ' | '.join(row) + ' |')
+    out += ['', 'UA = UAR, WA = WAR (%), mean ± std over seeds.', '']
+  return '\n'.join(out)
+
+
 def write_tables(root: str, results: Sequence[dict],
                  pairs: Sequence[tuple[str, str]]) -> None:
   tables = table_rows(results, pairs)
   for name, text in (('table.md', to_markdown(tables)),
-                     ('table.csv', to_csv(tables))):
+                     ('table.csv', to_csv(tables)),
+                     ('scenarios.md', scenario_table(results, pairs))):
     tmp = os.path.join(root, name + '.tmp')
     with open(tmp, 'w') as f:
       f.write(text)

@@ -397,7 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer = MetricWriter(workdir, offsets[min(start_phase, len(phases))]
                         + int(state.step))
   records = _read_phase_records(workdir, start_phase)
-  multi = len(phases) > 1
+  multi = hasattr(method, 'phases')  # Declared phases are reported.
   try:
     for index, phase in enumerate(phases):
       if index < start_phase:
@@ -548,6 +548,9 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
         'best': float(best['best']), 'best_step': int(best['best_step']),
         'stopped_early': int(state.step) < steps}
     state = _restore_best(state, phase)
+    record['selection']['restored'] = evaluate(
+        method, state, arrays[sel.arrays], data.classes,
+        config.train.eval_batch_size, mesh)[sel.metric]
   return state, record
 
 

@@ -126,6 +126,9 @@ class GanFamily(base.Method):
       if value not in known:
         raise ValueError(f'config.gan.{field}: unknown {value!r}; known: '
                          f'{", ".join(known)}')
+    if g.optimizer not in ('adam', 'sgd'):
+      raise ValueError(f'config.gan.optimizer: unknown {g.optimizer!r}; '
+                       'known: adam, sgd')
     if not 0.0 < g.select_fraction < 1.0:
       raise ValueError('config.gan.select_fraction: must be in (0, 1), got '
                        f'{g.select_fraction}')
@@ -231,27 +234,36 @@ class GanFamily(base.Method):
     g = self.hparams
     comps = sorted(self.nets(1))  # The names alone do not depend on sizes.
     out = {'classifier': phases_lib.Group(
-        'classifier', ('f_clf',), optax.adam(g.lr_classifier))}
+        'classifier', ('f_clf',), self._optimizer(g.lr_classifier))}
     if 'f_s' in comps:
       out['source_classifier'] = phases_lib.Group(
-          'source_classifier', ('f_s',), optax.adam(g.lr_source_classifier))
+          'source_classifier', ('f_s',),
+          self._optimizer(g.lr_source_classifier))
     gens = tuple(c for c in comps if c.startswith(('enc_', 'dec_')))
     if gens:
       out['generators'] = phases_lib.Group(
-          'generators', gens, optax.adam(g.lr_generators, b1=g.adam_b1))
+          'generators', gens,
+          self._optimizer(g.lr_generators, g.adam_b1))
     discs = tuple(c for c in comps if c.startswith('d_') and c != 'd_feat')
     if discs:
       out['discriminators'] = phases_lib.Group(
-          'discriminators', discs, optax.adam(g.lr_discriminators,
-                                              b1=g.adam_b1))
+          'discriminators', discs,
+          self._optimizer(g.lr_discriminators, g.adam_b1))
     if 'attention' in comps:
       out['attention'] = phases_lib.Group(
-          'attention', ('attention',), optax.adam(g.lr_attention))
+          'attention', ('attention',),
+          self._optimizer(g.lr_attention))
     if 'd_feat' in comps:
       out['feature_discriminator'] = phases_lib.Group(
           'feature_discriminator', ('d_feat',),
-          optax.adam(g.lr_classifier))
+          self._optimizer(g.lr_classifier))
     return out
+
+  def _optimizer(self, lr, b1=0.9):
+    g = self.hparams
+    if g.optimizer == 'adam':
+      return optax.adam(lr, b1=b1, eps=g.adam_eps)
+    return optax.sgd(lr)
 
   # --- data ---------------------------------------------------------------
 
@@ -756,7 +768,9 @@ def hparams() -> 'ml_collections.ConfigDict':
   g.lr_attention = 2e-2
   g.lr_classifier = 2e-4
   g.lr_source_classifier = 2e-4
+  g.optimizer = 'adam'  # Table 2; sgd (no moments) for tests.
   g.adam_b1 = 0.9
+  g.adam_eps = 1e-8
   g.feature_weight = 1.0  # CyCADA's feature-level GAN weight.
   g.source_classifier_epochs = 20.0
   g.pretrain_epochs = 20.0  # Sec. 4.2.

@@ -46,9 +46,12 @@ class FeedForward(nn.Module):
   def __call__(self, x, *, train: bool):
     hidden = x
     for i, width in enumerate(self.features):
-      x = nn.Dense(width, name=f'dense{i}')(x)
       last = i == len(self.features) - 1
-      if self.batch_norm and (not last or self.final_activation == 'relu'):
+      norm = self.batch_norm and (not last or self.final_activation == 'relu')
+      # A bias before batch norm is cancelled by its mean: no bias (its
+      # gradient would be rounding noise, which Adam scales up to lr).
+      x = nn.Dense(width, use_bias=not norm, name=f'dense{i}')(x)
+      if norm:
         x = nn.BatchNorm(use_running_average=not train,
                          momentum=self.bn_momentum, name=f'bn{i}')(x)
       if not last:
