@@ -22,13 +22,23 @@ configs/difl_source_only.py.
 import ml_collections
 
 from jaxser import config as config_lib
-from jaxser.models import cnn_blstm
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = config_lib.base_config()
   c.method = 'difl'
-  cnn_blstm.configure(c)  # Features, CNN-BLSTM, optimiser, batch size.
+  # The CNN-BLSTM on segments (jaxser.models.cnn_blstm; its sizes, ours, in
+  # config.model.cnn_blstm.*).
+  c.model.name = 'cnn_blstm'
+  c.data.features = 'spec_segments'  # 23 x 32 x 129 segments per utterance.
+  # DIFL: Adadelta; its learning rate is not given: 1.0 is Adadelta's own
+  # (Zeiler 2012) and PyTorch's default.
+  c.train.optimizer = 'adadelta'
+  c.train.learning_rate = 1.0
+  # DIFL's mini-batch is 128, most likely segments; a step here takes whole
+  # utterances (every valid segment of each is a sample), and 16 utterances
+  # per corpus give 128 segments or more once utterances last 1.2 s.
+  c.train.batch_size = 16
   c.difl = ml_collections.ConfigDict()
   c.difl.heads = 'corpus,language,gender'  # DANN_2 of the paper (eq. 2).
   c.difl.gamma = 0.3  # Gradient reversal coefficient (paper: -0.3 in eq. 1).

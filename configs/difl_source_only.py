@@ -1,6 +1,8 @@
-"""DIFL's baseline: its CNN-BLSTM on spectrogram segments trained with the
-softmax loss alone (the "Baseline S" rows of DIFL's Tables 2-4), so DIFL's
-row has its no-adaptation counterpart on the same network and input.
+"""DIFL's baseline: `source_only` on its CNN-BLSTM on spectrogram segments
+(the softmax loss alone over every valid segment, utterances predicted from
+their mean segment posterior: the "Baseline S" rows of DIFL's Tables 2-4),
+with DIFL's features and optimiser, so DIFL's row has its no-adaptation
+counterpart on the same network and input.
 
   python -m jaxser.main --config=configs/difl_source_only.py \
       --workdir=/tmp/difl_so
@@ -9,14 +11,13 @@ row has its no-adaptation counterpart on the same network and input.
       --tasks=arousal,valence --data_root=../shared/corpora --workdir=/tmp/g
 """
 
+import os
+
 import ml_collections
 
 from jaxser import config as config_lib
-from jaxser.models import cnn_blstm
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = config_lib.base_config()
-  c.method = 'source_only'
-  cnn_blstm.configure(c)  # As configs/difl.py: features, network, optimiser.
-  return c
+  return config_lib.source_only_baseline(config_lib.load(os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), 'difl.py')))

@@ -14,7 +14,9 @@ from jaxser import config as config_lib
 def get_config() -> ml_collections.ConfigDict:
   c = config_lib.base_config()
   c.method = 'emodna'
-  c.model.lstm_hidden = 64
+  # E_c's BiLSTM units per direction; 0: half of E's size (64 on the CNN +
+  # TCN), as one projection head g takes E and C.
+  c.model.lstm_hidden = 0
   c.model.projection_dim = 128
   c.emodna = ml_collections.ConfigDict()
   c.emodna.tau_p = 0.01  # Prototype temperature (paper: 1e-2).

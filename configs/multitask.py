@@ -5,7 +5,7 @@ on two on-device augmented views of every source and target waveform.
   python -m jaxser.main --config=configs/multitask.py --workdir=/tmp/mt_ci \
       --config.data.source=iemocap --config.data.target=msp_improv \
       --config.data.root=../shared/corpora
-  # The same front end and backbone without adaptation:
+  # Its baseline, source_only on the same front end and network:
   python -m jaxser.main --config=configs/multitask_source_only.py --workdir=DIR
 
 The method caches raw waveforms (`data.features = 'waveform'`, padded or
@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.features = 'waveform'
   c.data.feature_params.waveform.samples = 48000  # 3 s at 16 kHz.
 
-  c.model.backbone = 'cnn_tcn'  # Emo-DNA's CNN + TCN; the paper's is AST.
+  c.model.name = 'cnn_tcn'  # Emo-DNA's CNN + TCN; the paper's is AST.
   c.model.frontend = 'mfcc40'  # JAX twin of the `mfcc40` feature set.
   c.model.projection_hidden = 128  # Width of U (paper: not given).
   c.model.projection_dim = 128  # z (paper section 4.2.1: 128).

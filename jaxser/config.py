@@ -22,8 +22,16 @@ Fields (any can be overridden on the command line, e.g.
   data.cache_dir       feature cache (default: $JAXSER_CACHE or ~/.cache/jaxser).
   data.workers         feature-extraction processes (-1: one per core).
   train.*              steps, batch_size (per domain), optimiser, intervals.
-  model.*              network options.
-  method.*             the method's own hyper-parameters.
+  model.name           the network (jaxser.models.registry): cnn_tcn (Emo-DNA's
+                       CNN + TCN, the default), cnn_gru (MMD-SER's), cnn_blstm
+                       (DIFL's, on segments), mlp (on functionals), ...; every
+                       method runs on every network whose outputs it needs.
+  model.<name>.*       that network's options (one block per network).
+  model.frontend       '' or a feature set computed on the device from
+                       'waveform' data (e.g. mfcc40) as the network's input.
+  model.*              other fields: the method's own heads (e.g. Emo-DNA's
+                       corpus encoder `lstm_hidden`, `projection_dim`).
+  <method>.*           the method's own hyper-parameters.
   profile.start_step / profile.num_steps  JAX profiler trace window (-1: off).
 """
 
@@ -34,6 +42,7 @@ import ml_collections
 from jaxser.data import corpus as corpus_lib
 from jaxser.data import features as features_lib
 from jaxser.data import synthetic
+from jaxser.models import registry as models_lib
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -74,11 +83,94 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 2
 
-  c.model = ml_collections.ConfigDict()
-  c.model.dropout = 0.1
-  c.model.masked_pooling = True
+  c.model = models_lib.default_options()
+  c.model.name = 'cnn_tcn'
+  c.model.frontend = ''
 
   c.profile = ml_collections.ConfigDict()
   c.profile.start_step = -1
   c.profile.num_steps = 5
   return c
+
+
+def source_only_baseline(config: ml_collections.ConfigDict,
+                         class_weighted: bool = False
+                         ) -> ml_collections.ConfigDict:
+  """`config` turned into its no-adaptation baseline: `source_only` on the
+  same network, front end, data and training settings, without the
+  method's own block (`config.<method>`). `class_weighted`: the
+  class-weighted cross-entropy (`config.source_only.class_weighted`)."""
+  config = config.copy_and_resolve_references()
+  if config.method and config.method in config:
+    del config[config.method]
+  config.method = 'source_only'
+  config.source_only = ml_collections.ConfigDict(
+      {'class_weighted': class_weighted})
+  return config
+
+
+# The flat config.model fields each network read before the network registry
+# (now config.model.<network>.<field>; `upgrade`).
+_LEGACY_NETWORK_FIELDS = {
+    'cnn_tcn': ('dropout', 'masked_pooling'),
+    'cnn_gru': ('conv_features', 'conv_kernel_sizes', 'conv_strides',
+                'conv_pool', 'gru_hidden', 'fc_hidden', 'dropout',
+                'masked_pooling'),
+    'cnn_blstm': ('conv_features', 'kernel_size', 'time_pool', 'freq_pool',
+                  'lstm_hidden', 'embed_dim', 'embed_activation', 'dropout'),
+}
+
+
+def upgrade(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A run's config written before the network registry (no
+  `config.model.name`) in today's layout; other configs unchanged.
+
+  Each method then built its own network: DIFL and `model.backbone =
+  'cnn_blstm'` the CNN-BLSTM, MMD-SER and its `mmd_ser_source_only` baseline
+  the CNN + BiGRU, every other method the CNN + TCN; the network's flat
+  `config.model` fields move into its block. `mmd_ser_source_only` becomes
+  `source_only` with the class-weighted loss. The parameter trees are the
+  ones those runs saved, so their checkpoints restore (`jaxser.label`).
+  """
+  if 'name' in config.model:
+    return config
+  c = config.copy_and_resolve_references()
+  old = c.model.to_dict()
+  if c.method == 'difl' or old.get('backbone') == 'cnn_blstm':
+    name = 'cnn_blstm'
+  elif c.method in ('mmd_ser', 'mmd_ser_source_only'):
+    name = 'cnn_gru'
+  else:
+    name = 'cnn_tcn'
+  model = models_lib.default_options()
+  model.name = name
+  model.frontend = old.get('frontend', '')
+  for field in _LEGACY_NETWORK_FIELDS[name]:
+    if field in old:
+      model[name][field] = old[field]
+  # What is left are the method's own head fields (Emo-DNA's lstm_hidden,
+  # the multitask projection sizes).
+  network_fields = set(_LEGACY_NETWORK_FIELDS[name]) | {
+      'backbone', 'frontend', 'dropout', 'masked_pooling'}
+  for field, value in old.items():
+    if field not in network_fields:
+      model[field] = value
+  c.model = model
+  if c.method == 'mmd_ser_source_only':
+    weighted = c.mmd_ser.class_weighted
+    del c['mmd_ser']
+    c = source_only_baseline(c, class_weighted=weighted)
+  elif c.method == 'source_only' and 'source_only' not in c:
+    c.source_only = ml_collections.ConfigDict({'class_weighted': False})
+  return c
+
+
+def load(path: str) -> ml_collections.ConfigDict:
+  """get_config() of the config file at `path` (e.g. configs/difl.py)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f'jaxser_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -21,7 +21,7 @@ from jaxser import methods as methods_lib
 from jaxser import train
 from jaxser.data import pipeline
 from jaxser.methods import difl
-from jaxser.models import cnn_blstm
+from jaxser.models import classifier
 
 NUM_CLASSES = 4
 BATCH = 4  # Utterances per domain in the unit tests.
@@ -32,12 +32,13 @@ RTOL, ATOL = 1e-4, 1e-5
 def _tiny(config):
   """The tiny CNN-BLSTM on 4-segment utterances."""
   config.data.feature_params.spec_segments.n_segments = SEGMENTS
-  config.model.conv_features = (4,)
-  config.model.time_pool = (4,)
-  config.model.freq_pool = (8,)
-  config.model.lstm_hidden = 4
-  config.model.embed_dim = 8
-  config.model.dropout = 0.0  # Lets NumPy recompute the training forward.
+  net = config.model.cnn_blstm
+  net.conv_features = (4,)
+  net.time_pool = (4,)
+  net.freq_pool = (8,)
+  net.lstm_hidden = 4
+  net.embed_dim = 8
+  net.dropout = 0.0  # Lets NumPy recompute the training forward.
   if 'difl' in config:
     config.difl.head_hidden = 8
   return config
@@ -68,7 +69,7 @@ def test_average_segment_posteriors_matches_numpy():
   rng = np.random.default_rng(0)
   z = rng.standard_normal((3, 5, 4)).astype(np.float32) * 2
   lengths = np.array([1, 5, 3])
-  average = jax.jit(cnn_blstm.average_segment_posteriors)
+  average = jax.jit(classifier.average_frame_posteriors)
   got = average(jnp.asarray(z),
                 jnp.asarray(np.arange(5)[None] < lengths[:, None]))
   for b, n in enumerate(lengths):
@@ -219,9 +220,9 @@ def test_difl_loss_and_center_update_match_numpy(setup):
                                                   jnp.float32(0.3))
   out, heads = jax.device_get(setup['forward'](params, batch))
   s = SEGMENTS
-  mask = np.asarray(out['mask']).reshape(-1)
-  z = np.asarray(out['logits']).reshape(-1, NUM_CLASSES)
-  f = np.asarray(out['features']).reshape(z.shape[0], -1)
+  mask = np.asarray(out['instance_mask']).reshape(-1)
+  z = np.asarray(out['instance_logits']).reshape(-1, NUM_CLASSES)
+  f = np.asarray(out['instances']).reshape(z.shape[0], -1)
   n_s = BATCH * s
   y = np.repeat(batch['source']['label'], s)
   c = np.asarray(setup['state']['centers'], np.float64)
@@ -316,10 +317,10 @@ def test_source_only_on_the_cnn_blstm(cache_dir):
     return loss, metrics, out, method.logits(
         variables, batch['source']['features'], batch['source']['length'])
   loss, metrics, out, logits = jax.device_get(run(variables))
-  z = out['logits'].reshape(-1, NUM_CLASSES)
+  z = out['instance_logits'].reshape(-1, NUM_CLASSES)
   y = np.repeat(batch['source']['label'], SEGMENTS)
-  np.testing.assert_allclose(loss, _np_ce(z, y, out['mask'].reshape(-1)),
-                             rtol=RTOL)
+  np.testing.assert_allclose(
+      loss, _np_ce(z, y, out['instance_mask'].reshape(-1)), rtol=RTOL)
   assert logits.shape == (BATCH, NUM_CLASSES)
   np.testing.assert_allclose(np.exp(logits).sum(-1), 1.0, rtol=1e-5)
 
@@ -337,12 +338,13 @@ def test_bad_config_names_the_field():
   with pytest.raises(ValueError, match='config.data.features'):
     methods_lib.get('difl')(config, NUM_CLASSES)
   config = _config('difl_source_only')
-  config.model.backbone = 'transformer'
-  with pytest.raises(ValueError, match='config.model.backbone'):
+  config.model.name = 'transformer'
+  with pytest.raises(ValueError, match='config.model.name'):
     methods_lib.get('source_only')(config, NUM_CLASSES)
   config = _config()
-  config.model.embed_activation = 'gelu'
-  with pytest.raises(ValueError, match='config.model.embed_activation'):
+  config.model.cnn_blstm.embed_activation = 'gelu'
+  with pytest.raises(ValueError,
+                     match='config.model.cnn_blstm.embed_activation'):
     methods_lib.get('difl')(config, NUM_CLASSES)
 
 

@@ -107,10 +107,10 @@ def test_real_configs_load_and_overrides_apply():
   assert all(configs[m].method == m for m in methods)
   grid.apply_overrides(configs, [
       ('train.steps', '7'), ('dann.trade_off', '0.5'), ('data.root', '/x'),
-      ('model.masked_pooling', 'false'), ('dan.scales', '(1.0, 2.0)'),
+      ('model.cnn_tcn.masked_pooling', 'false'), ('dan.scales', '(1.0, 2.0)'),
       ('bsp.bsp_weight', '1')])
   assert all(c.train.steps == 7 and c.data.root == '/x' and
-             not c.model.masked_pooling for c in configs.values())
+             not c.model.cnn_tcn.masked_pooling for c in configs.values())
   assert configs['dann'].dann.trade_off == 0.5
   assert 'dann' not in configs['dan']
   assert configs['dan'].dan.scales == (1.0, 2.0)
@@ -118,7 +118,7 @@ def test_real_configs_load_and_overrides_apply():
   with pytest.raises(ValueError, match='no method config has the field'):
     grid.apply_overrides(configs, [('dann.trade_of', '1')])
   with pytest.raises(ValueError, match='not a bool'):
-    grid.apply_overrides(configs, [('model.masked_pooling', 'maybe')])
+    grid.apply_overrides(configs, [('model.cnn_tcn.masked_pooling', 'maybe')])
   with pytest.raises(ValueError, match='train.steps'):
     grid.apply_overrides(configs, [('train.steps', "'many'")])
   with pytest.raises(ValueError, match='no config'):

@@ -105,11 +105,14 @@ def mmd_method():
   """(method, variables, forward): MMD-SER without dropout, so that the loss
   sees the logits `forward` gives; forward(x, lengths) = (logits, E)."""
   config = _config()
-  config.model.dropout = 0.0
+  config.model.cnn_gru.dropout = 0.0
   method = methods_lib.create(config, NUM_CLASSES, class_counts=COUNTS)
   variables = jax.jit(method.init_variables)(jax.random.PRNGKey(0), _batch())
-  forward = jax.jit(lambda x, n: method.model.apply(variables, x, n,
-                                                    train=False))
+
+  @jax.jit
+  def forward(x, n):
+    out = method.model.apply(variables, x, n, train=False)
+    return out['logits'], out['embedding']
   return method, variables, forward
 
 

@@ -282,7 +282,7 @@ def _config(cache_dir, name='multitask', steps=4):
 
 
 def test_config_errors_name_the_field():
-  for field, value in (('model.backbone', 'ast'), ('model.frontend', 'mfcc'),
+  for field, value in (('model.name', 'ast_'), ('model.frontend', 'mfcc'),
                        ('multitask.aug_target', 'both'),
                        ('multitask.contrastive_pairs', 'all'),
                        ('multitask.im_domains', 'source')):
@@ -298,14 +298,27 @@ def test_config_errors_name_the_field():
 
 
 def test_source_only_baseline_config():
+  base = _config('/unused')
   config = _config('/unused', 'multitask_source_only')
-  method = methods_lib.get('multitask')(config, 4)
-  assert config.method == 'multitask'
-  assert not method.use_target and method.num_views == 1
-  x = jnp.ones((3, 8000))
-  waves, labels = method.views(jax.random.PRNGKey(0), x, jnp.full(3, 8000))
-  assert labels is None and waves.shape == (1, 3, 8000)
-  np.testing.assert_array_equal(waves[0], x)
+  assert config.method == 'source_only' and 'multitask' not in config
+  assert not config.source_only.class_weighted
+  for field in ('name', 'frontend'):
+    assert config.model[field] == base.model[field]
+  assert config.data.to_dict() == base.data.to_dict()
+  assert config.train.to_dict() == base.train.to_dict()
+  # The same front end and network: the clean-audio emotion model's
+  # parameters have the multitask encoder's and emotion head's shapes.
+  method = methods_lib.get('source_only')(config, 4)
+  batch = {'source': {'features': jnp.ones((2, 8000)),
+                      'length': jnp.full(2, 8000)}}
+  shapes = jax.eval_shape(method.init_variables, jax.random.PRNGKey(0),
+                          batch)['params']
+  full = jax.eval_shape(methods_lib.get('multitask')(base, 4).init_variables,
+                        jax.random.PRNGKey(0), batch)['params']
+  shape = lambda tree: jax.tree.map(lambda a: a.shape, tree)
+  network = {k: v for k, v in shapes.items() if k != 'emotion_head'}
+  assert shape(network) == shape(full['encoder'])
+  assert shape(shapes['emotion_head']) == shape(full['emotion_head'])
 
 
 def test_end_to_end_writes_results(tmp_path, cache_dir):

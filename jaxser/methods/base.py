@@ -1,8 +1,13 @@
 """What a method supplies to the generic train loop (`jaxser.train`).
 
-A method owns its model, its loss and any extra state it carries from step to
-step (e.g. Emo-DNA's EMA confidence threshold). The loop owns everything else:
-the train state, the optimiser, sharding, checkpoints, evaluation.
+A method is an objective: it owns its loss, its own heads (discriminators,
+projections, ...) and any extra state it carries from step to step (e.g.
+Emo-DNA's EMA confidence threshold). Its network is not its own: it builds
+the emotion model of `config.model` through the network registry
+(`build_emotion_model`, `jaxser.models.registry`), so every method runs on
+every registered network whose outputs it needs, and its baseline is
+`source_only` on the same network. The loop owns everything else: the train
+state, the optimiser, sharding, checkpoints, evaluation.
 """
 
 from __future__ import annotations
@@ -10,7 +15,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+
+from jaxser import losses
+from jaxser.models import classifier
+from jaxser.models import registry
 
 PyTree = Any
 _METHODS: dict[str, type['Method']] = {}
@@ -35,6 +45,13 @@ def get(name: str) -> type['Method']:
   return _METHODS[name]
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Checks, before any data is read, that `config.method` is known and that
+  it and the data config fit `config.model`'s network; one-line ValueErrors
+  naming the field."""
+  get(config.method).check_config(config)
+
+
 def create(config: ml_collections.ConfigDict, num_classes: int,
            class_counts: Sequence[int] | None = None) -> 'Method':
   """The `config.method` method for `num_classes` classes; `class_counts`
@@ -46,10 +63,11 @@ class Method:
   """Base class of methods.
 
   Subclasses set `self.model` (a linen module whose variables are 'params' and
-  optionally 'batch_stats') and implement `loss` and `logits` (and
-  `init_variables` where the default does not fit); `init_state` returns the
-  method's extra state (a pytree of arrays, checkpointed with the rest of the
-  train state).
+  optionally 'batch_stats', holding the emotion model of
+  `build_emotion_model`) and implement `loss` (and `init_variables` where
+  the default does not fit); `logits` calls the model's `classify` method;
+  `init_state` returns the method's extra state (a pytree of arrays,
+  checkpointed with the rest of the train state).
   """
   name: str = ''
   # Source training utterances per class, for the methods that weight by
@@ -66,6 +84,56 @@ class Method:
         raise ValueError(f'class_counts: {len(class_counts)} counts for '
                          f'{num_classes} classes')
       self.class_counts = tuple(int(c) for c in class_counts)
+    self.check_config(config)
+
+  @classmethod
+  def check_config(cls, config: ml_collections.ConfigDict) -> None:
+    """Raises a one-line ValueError naming the field where the config does
+    not fit this method or its network. The default: the data config fits
+    the network (`registry.check`); methods with more needs extend it."""
+    registry.check(config)
+
+  def network(self) -> registry.Network:
+    """The registered network of `config.model.name`."""
+    return registry.get(self.config.model.name)
+
+  def build_emotion_model(self) -> classifier.EmotionModel:
+    """Front end -> network -> emotion head of `config.model`
+    (`jaxser.models.classifier`)."""
+    return registry.build(self.config, self.num_classes)
+
+  def emotion_loss(self, out: PyTree, labels: jax.Array,
+                   weights: jax.Array | None = None):
+    """Cross-entropy of the emotion model's outputs on labelled rows.
+
+    The first len(labels) rows of `out` (an `EmotionModel` output) are the
+    labelled ones. Each utterance is one example, or, on a network that
+    predicts from its frames, each of its valid frames, carrying the
+    utterance's label (`losses.cross_entropy` with the instance mask):
+
+      L = sum_i m_i w_{y_i} CE(z_i, y_i) / sum_i m_i w_{y_i}.
+
+    Args:
+      out: the model's outputs ('instance_logits', 'instance_mask').
+      labels: (n,) emotion classes of the first n rows.
+      weights: optional (C,) class weights.
+
+    Returns:
+      (loss, accuracy over the same examples).
+    """
+    n = labels.shape[0]
+    logits = out['instance_logits'][:n]
+    k = logits.shape[1]
+    if k == 1:  # One example per utterance.
+      logits = logits[:, 0]
+      loss = losses.cross_entropy(logits, labels, weights=weights)
+      return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+    logits = logits.reshape((n * k, -1))
+    mask = out['instance_mask'][:n].reshape(n * k).astype(logits.dtype)
+    labels = jnp.repeat(labels, k, total_repeat_length=n * k)
+    loss = losses.cross_entropy(logits, labels, mask, weights=weights)
+    hits = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
+    return loss, jnp.sum(mask * hits) / jnp.maximum(jnp.sum(mask), 1.0)
 
   def init_variables(self, rng: jax.Array, batch: PyTree) -> PyTree:
     """Model variables {'params': ..., 'batch_stats': ...} for `batch`.
@@ -103,5 +171,5 @@ class Method:
 
   def logits(self, variables: PyTree, features: jax.Array,
              lengths: jax.Array) -> jax.Array:
-    """Emotion logits in inference mode."""
-    raise NotImplementedError
+    """Emotion logits in inference mode: the model's `classify`."""
+    return self.model.apply(variables, features, lengths, method='classify')

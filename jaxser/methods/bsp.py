@@ -1,5 +1,5 @@
 """BSP: batch spectral penalization on DANN (BSP+DANN; Chen et al., ICML 2019)
-on the shared emotion network:
+on the emotion network of `config.model`:
 
   L = L_DANN + bsp_weight * sum_{i <= k} (sigma_i(E^S)^2 + sigma_i(E^T)^2),
 

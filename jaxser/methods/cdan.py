@@ -1,5 +1,5 @@
 """CDAN and CDAN+E: conditional domain-adversarial networks (Long et al.,
-NeurIPS 2018) on the shared emotion network.
+NeurIPS 2018) on the emotion network of `config.model`.
 
 DANN (jaxser.methods.dann: same discriminator, loss, gradient reversal and
 coefficient schedules) with the discriminator conditioned on the emotion

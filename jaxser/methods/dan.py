@@ -1,9 +1,9 @@
-"""DAN: deep adaptation network (Long et al., ICML 2015) on the shared
-emotion network:
+"""DAN: deep adaptation network (Long et al., ICML 2015) on the emotion
+network of `config.model` (E its utterance embedding):
 
   L = CE(phi_e(E^S), y^S) + trade_off * MK-MMD^2(E^S, E^T)
 
-(one adapted layer, E: the network has no further hidden layers to adapt).
+(one adapted layer, E: the CNN + TCN has no further hidden layers to adapt).
 Source and target batches pass through the network as one batch, so batch
 norm sees both corpora.
 
@@ -28,7 +28,6 @@ import jax.numpy as jnp
 
 from jaxser import losses
 from jaxser.methods import base
-from jaxser.models import cnn_tcn
 
 ESTIMATORS = ('unbiased', 'biased', 'linear')
 KERNELS = ('mean_scaled', 'mul_family')
@@ -47,9 +46,7 @@ class DAN(base.Method):
       if self.hparams[field] not in known:
         raise ValueError(f'config.{self.name}.{field}: unknown value '
                          f'{self.hparams[field]!r}; known: {", ".join(known)}')
-    self.model = cnn_tcn.EmotionNet(
-        num_classes, masked_pooling=config.model.masked_pooling,
-        dropout=config.model.dropout)
+    self.model = self.build_emotion_model()
 
   def feature_kernel(self) -> losses.KernelSpec:
     """The kernel family on E, from the config."""
@@ -71,16 +68,13 @@ class DAN(base.Method):
     n_s = src['features'].shape[0]
     x = jnp.concatenate([src['features'], tgt['features']])
     lengths = jnp.concatenate([src['length'], tgt['length']])
-    (logits, e), updates = self.model.apply(
+    out, updates = self.model.apply(
         {'params': params, 'batch_stats': batch_stats}, x, lengths,
         train=True, mutable=['batch_stats'], rngs={'dropout': rng})
-    loss_emotion = losses.cross_entropy(logits[:n_s], src['label'])
-    discrepancy = self.discrepancy(logits, e, n_s)
+    loss_emotion, acc = self.emotion_loss(out, src['label'])
+    discrepancy = self.discrepancy(out['logits'], out['embedding'], n_s)
     loss = loss_emotion + self.hparams.trade_off * discrepancy
-    acc = jnp.mean(jnp.argmax(logits[:n_s], -1) == src['label'])
     metrics = {'loss_emotion': loss_emotion, 'source_acc': acc,
                self.discrepancy_metric: discrepancy}
-    return loss, (updates['batch_stats'], method_state, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply(variables, features, lengths, train=False)[0]
+    return loss, (updates.get('batch_stats', batch_stats), method_state,
+                  metrics)

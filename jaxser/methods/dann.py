@@ -1,6 +1,7 @@
 """DANN: domain-adversarial training through a gradient reversal layer
-(Ganin & Lempitsky, ICML 2015; Ganin et al., JMLR 2016) on the shared
-emotion network (E + E_e, as Emo-DNA compares all methods on it):
+(Ganin & Lempitsky, ICML 2015; Ganin et al., JMLR 2016) on the emotion
+network of `config.model` (by default Emo-DNA's E + E_e, as Emo-DNA compares
+all methods on it; E below is the network's utterance embedding):
 
   L = CE(phi_e(E^S), y^S) + trade_off * L_d,
   L_d = 1/2 [mean_{i in S} BCE(D(R(E_i)), 1) + mean_{j in T} BCE(D(R(E_j)), 0)],
@@ -81,8 +82,7 @@ class DANN(base.Method):
                        f'{self.hparams.schedule!r}; known: '
                        f'{", ".join(SCHEDULES)}')
     self.model = discriminator.AdversarialNet(
-        num_classes, masked_pooling=config.model.masked_pooling,
-        dropout=config.model.dropout,
+        self.build_emotion_model(),
         discriminator_hidden=self.hparams.discriminator_hidden)
 
   def coefficient(self, step) -> jnp.ndarray:
@@ -114,10 +114,12 @@ class DANN(base.Method):
     return 0.0, {}
 
   def _forward(self, module, x, lengths, coeff, *, train):
-    """(logits, E, domain logits); run as `module`'s method by flax."""
-    logits, e = module(x, lengths, train=train)
-    h = self.domain_input(losses.grad_reverse(e, coeff), logits)
-    return logits, e, module.discriminate(h, train=train)
+    """(emotion model outputs, domain logits); run as `module`'s method by
+    flax. The discriminator sees the utterance embedding E."""
+    out = module(x, lengths, train=train)
+    h = self.domain_input(losses.grad_reverse(out['embedding'], coeff),
+                          out['logits'])
+    return out, module.discriminate(h, train=train)
 
   def init_variables(self, rng, batch):
     # Through the discriminator too, to create its variables: its input size
@@ -133,21 +135,18 @@ class DANN(base.Method):
     x = jnp.concatenate([src['features'], tgt['features']])
     lengths = jnp.concatenate([src['length'], tgt['length']])
     coeff = self.coefficient(step)
-    (logits, e, domain_logits), updates = self.model.apply(
+    (out, domain_logits), updates = self.model.apply(
         {'params': params, 'batch_stats': batch_stats}, x, lengths, coeff,
         train=True, method=self._forward, mutable=['batch_stats'],
         rngs={'dropout': rng})
 
-    loss_emotion = losses.cross_entropy(logits[:n_s], src['label'])
+    e = out['embedding']
+    loss_emotion, acc = self.emotion_loss(out, src['label'])
     loss_domain, domain_acc = losses.domain_adversarial_loss(
-        domain_logits, n_s, self.domain_weights(logits, coeff))
+        domain_logits, n_s, self.domain_weights(out['logits'], coeff))
     penalty, penalty_metrics = self.penalty(e[:n_s], e[n_s:])
     loss = loss_emotion + self.hparams.trade_off * loss_domain + penalty
-    acc = jnp.mean(jnp.argmax(logits[:n_s], -1) == src['label'])
     metrics = dict(loss_emotion=loss_emotion, loss_domain=loss_domain,
                    domain_acc=domain_acc, grl_coeff=coeff, source_acc=acc,
                    **penalty_metrics)
     return loss, (updates['batch_stats'], method_state, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply(variables, features, lengths, train=False)[0]

@@ -26,10 +26,16 @@ source and target domain"). Segments whose language or gender is unknown
 (-1) are left out of that head's loss; the emotion loss and the centres use
 the source segments only.
 
+The network is `config.model.name` (`cnn_blstm`, DIFL's, in
+configs/difl.py). On a network that predicts from its embedding rather than
+its segments, each utterance is one example: G(x) is the utterance
+embedding, and the heads, the centres and the emotion loss see one row per
+utterance.
+
 Choices where the paper is silent or ambiguous (each a config field of
 `config.difl` unless said otherwise):
   - Layer sizes: "similar to Satt et al." only; ours are in
-    jaxser.models.cnn_blstm (`config.model.*`).
+    jaxser.models.cnn_blstm (`config.model.cnn_blstm.*`).
   - Each head is Dense(head_hidden) -> ReLU -> Dense(K) on G (the paper
     gives no head architecture). The corpus head has one class per corpus of
     the run (`pipeline.corpus_names`); the language head `num_languages`
@@ -64,6 +70,7 @@ from jaxser.data import pipeline
 from jaxser.methods import base
 from jaxser.methods import dann
 from jaxser.models import cnn_blstm
+from jaxser.models import registry
 
 HEADS = ('corpus', 'language', 'gender')
 # The batch key holding each head's labels.
@@ -146,12 +153,13 @@ class DomainHead(nn.Module):
 
 
 class DIFLNet(nn.Module):
-  """The segment emotion network plus the adversarial heads.
+  """The emotion model (network G + emotion classifier, `emotion_net`) plus
+  the adversarial heads.
 
-  `__call__` is the emotion network alone (inference never touches the
+  `__call__` is the emotion model alone (inference never touches the
   heads); `domain_logits` maps (reversed) features to each head's logits.
   """
-  emotion_net: cnn_blstm.SegmentEmotionNet
+  emotion_net: nn.Module
   head_sizes: tuple[tuple[str, int], ...] = ()
   head_hidden: int = 128
 
@@ -170,7 +178,9 @@ class DIFLNet(nn.Module):
 
 
 def _per_segment(values: jnp.ndarray, segments: int) -> jnp.ndarray:
-  """(B,) utterance values -> (B * S,) in `flatten_segments` order."""
+  """(B,) utterance values -> (B * S,) in `flatten_segments` order (S: the
+  examples per utterance, 1 on a network that predicts from its
+  embedding)."""
   return jnp.repeat(values, segments, total_repeat_length=values.shape[0]
                     * segments)
 
@@ -182,7 +192,6 @@ class DIFL(base.Method):
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
     h = self.hparams = config.difl
-    cnn_blstm.check_features(config.data)
     if h.schedule not in dann.SCHEDULES:
       raise ValueError(f'config.difl.schedule: unknown schedule '
                        f'{h.schedule!r}; known: {", ".join(dann.SCHEDULES)}')
@@ -203,8 +212,8 @@ class DIFL(base.Method):
              'language': h.num_languages or num_corpora,
              'gender': len(pipeline.GENDERS)}
     self.head_sizes = tuple((k, sizes[k]) for k in self.heads)
-    self.model = DIFLNet(cnn_blstm.from_config(num_classes, config.model),
-                         self.head_sizes, h.head_hidden)
+    self.model = DIFLNet(self.build_emotion_model(), self.head_sizes,
+                         h.head_hidden)
 
   def coefficient(self, step) -> jnp.ndarray:
     """gamma of the gradient reversal layer at `step`."""
@@ -212,9 +221,11 @@ class DIFL(base.Method):
         step, self.config.train.steps, schedule=self.hparams.schedule)
 
   def _forward(self, module, x, lengths, coeff, *, train):
-    """(segment outputs, head logits); run as `module`'s method by flax."""
+    """(emotion model outputs, head logits); run as `module`'s method by
+    flax. The heads see every example's G: each segment's on a network that
+    predicts from its segments, each utterance's embedding otherwise."""
     out = module(x, lengths, train=train)
-    features = cnn_blstm.flatten_segments(out['features'])
+    features = cnn_blstm.flatten_segments(out['instances'])
     return out, module.domain_logits(losses.grad_reverse(features, coeff))
 
   def init_variables(self, rng, batch):
@@ -226,7 +237,8 @@ class DIFL(base.Method):
 
   def init_state(self):
     return {'centers': jnp.zeros((self.num_classes,
-                                  self.config.model.embed_dim), jnp.float32)}
+                                  registry.embedding_dim(self.config)),
+                                 jnp.float32)}
 
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     h = self.hparams
@@ -239,11 +251,11 @@ class DIFL(base.Method):
         train=True, method=self._forward, mutable=['batch_stats'],
         rngs={'dropout': rng})
 
-    segments = out['mask'].shape[1]
+    segments = out['instance_mask'].shape[1]
     n_s = src['features'].shape[0] * segments  # Source segments come first.
-    mask = cnn_blstm.flatten_segments(out['mask'])
-    logits = cnn_blstm.flatten_segments(out['logits'])[:n_s]
-    features = cnn_blstm.flatten_segments(out['features'])[:n_s]
+    mask = cnn_blstm.flatten_segments(out['instance_mask'])
+    logits = cnn_blstm.flatten_segments(out['instance_logits'])[:n_s]
+    features = cnn_blstm.flatten_segments(out['instances'])[:n_s]
     labels = _per_segment(src['label'], segments)
     centers = method_state['centers']
     loss_e, ce, center = emotion_loss(
@@ -268,8 +280,5 @@ class DIFL(base.Method):
                    loss_domain=loss_d, grl_coeff=coeff, source_acc=acc,
                    **{f'loss_{k}': v for k, v in per_head.items()},
                    **{f'{k}_acc': v for k, v in head_acc.items()})
-    return loss, (updates['batch_stats'], {'centers': new_centers}, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply(variables, features, lengths,
-                            method=DIFLNet.classify)
+    return loss, (updates.get('batch_stats', batch_stats),
+                  {'centers': new_centers}, metrics)

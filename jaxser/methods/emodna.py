@@ -8,6 +8,10 @@ Source and target batches pass through the network as one batch (so batch
 norm sees both corpora). With several source corpora the corpus classifier
 stays binary (source vs target), as in eq. 3.
 
+The network is `config.model`'s (the paper's CNN backbone + TCN by
+default): E_e's output is its utterance embedding, and E_c reads its frame
+sequence, so Emo-DNA runs on any registered network that has one.
+
 Choices where the paper is silent (each a config field):
   - MK-MMD is the unbiased quadratic-time estimator over 5 Gaussian kernels
     exp(-d^2 / (2 a m)), a in {1/8, 1/4, 1/2, 1, 2}, m the mean squared
@@ -27,40 +31,70 @@ import jax.numpy as jnp
 
 from jaxser import losses
 from jaxser.methods import base
+from jaxser.models import classifier
 from jaxser.models import cnn_tcn
+from jaxser.models import registry
 
 
 class EmoDNANet(nn.Module):
-  """Backbone E, emotion encoder E_e (TCN), corpus encoder E_c (BiLSTM),
-  projection head g, emotion classifier phi_e and corpus classifier phi_c."""
+  """The emotion model (backbone E, emotion encoder E_e and emotion
+  classifier phi_e: a registered network and its head), the corpus encoder
+  E_c (BiLSTM) on the network's frame sequence, the projection head g and
+  the corpus classifier phi_c.
+
+  On the CNN + TCN the frame sequence is the backbone's output, so E_e and
+  E_c share E as in the paper; on another network E_c reads that network's
+  frames (its CNN output, or its segments).
+  """
   num_classes: int
-  masked_pooling: bool = True
-  dropout: float = 0.1
+  emotion_model: classifier.EmotionModel
   lstm_hidden: int = 64
   projection_dim: int = 128
 
   def setup(self):
-    self.backbone = cnn_tcn.Backbone(dropout=self.dropout)
-    self.emotion_encoder = cnn_tcn.TCNEncoder(
-        dropout=self.dropout, masked_pooling=self.masked_pooling)
-    self.corpus_encoder = cnn_tcn.BiLSTMEncoder(
-        self.lstm_hidden, masked_pooling=self.masked_pooling)
+    # The emotion model's parameters sit beside E_c, g and phi_c.
+    nn.share_scope(self, self.emotion_model)
+    self.corpus_encoder = cnn_tcn.BiLSTMEncoder(self.lstm_hidden)
     self.projection = cnn_tcn.ProjectionHead(self.projection_dim,
                                              self.projection_dim)
-    self.emotion_head = nn.Dense(self.num_classes)
     self.corpus_head = nn.Dense(2)
 
   def __call__(self, x, lengths, *, train: bool):
-    h, h_len = self.backbone(x, lengths, train=train)
-    e = self.emotion_encoder(h, h_len, train=train)
-    c = self.corpus_encoder(h, h_len, train=train)
-    return dict(emotion_logits=self.emotion_head(e),
+    out = self.emotion_model(x, lengths, train=train)
+    e = out['embedding']
+    c = self.corpus_encoder(out['frames'], out['frame_lengths'], train=train)
+    return dict(emotion_logits=out['logits'],
                 corpus_logits=self.corpus_head(c), e=e,
-                z_e=self.projection(e), z_c=self.projection(c))
+                z_e=self.projection(e), z_c=self.projection(c),
+                instance_logits=out['instance_logits'],
+                instance_mask=out['instance_mask'])
 
   def classify(self, x, lengths):
-    h, h_len = self.backbone(x, lengths, train=False)
-    return self.emotion_head(self.emotion_encoder(h, h_len, train=False))
+    return self.emotion_model.classify(x, lengths)
+
+
+def corpus_hidden(config) -> int:
+  """E_c's BiLSTM units per direction: `config.model.lstm_hidden`, or with 0
+  half the size of E, so that C = [forward; backward] has E's size and the
+  one projection head g takes both (64 on the CNN + TCN's 128)."""
+  d = registry.embedding_dim(config)
+  hidden = config.model.lstm_hidden or d // 2
+  if 2 * hidden != d:
+    raise ValueError(
+        f'config.model.lstm_hidden: the projection head g takes E ({d} on '
+        f'{config.model.name}) and C (2 x lstm_hidden = {2 * hidden}), which '
+        'must be the same size; use 0 (half of E)')
+  return hidden
+
+
+def emotion_model(config, num_classes: int) -> classifier.EmotionModel:
+  """The emotion model of `config.model` with Emo-DNA's parameter names."""
+  model = registry.build(config, num_classes)
+  if isinstance(model.network, cnn_tcn.CNNTCN):
+    # Emo-DNA's parameter tree names the CNN 'backbone' (the other
+    # methods': 'Backbone_0'), as it did before the network registry.
+    model = model.clone(network=model.network.clone(backbone_name='backbone'))
+  return model
 
 
 @base.register('emodna')
@@ -69,10 +103,21 @@ class EmoDNA(base.Method):
 
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
-    self.model = EmoDNANet(
-        num_classes, masked_pooling=config.model.masked_pooling,
-        dropout=config.model.dropout, lstm_hidden=config.model.lstm_hidden,
-        projection_dim=config.model.projection_dim)
+    self.model = EmoDNANet(num_classes, emotion_model(config, num_classes),
+                           lstm_hidden=corpus_hidden(config),
+                           projection_dim=config.model.projection_dim)
+
+  @classmethod
+  def check_config(cls, config):
+    network = registry.check(config)
+    if not network.frame_sequence:
+      with_frames = [n for n in registry.names()
+                     if registry.get(n).frame_sequence]
+      raise ValueError(
+          f"config.model.name: Emo-DNA's corpus encoder reads the network's "
+          f'frame sequence, and {network.name!r} has none; networks with '
+          f'one: {", ".join(with_frames)}')
+    corpus_hidden(config)
 
   def init_state(self):
     return {'tau': losses.ema_threshold_init(self.num_classes)}
@@ -89,8 +134,7 @@ class EmoDNA(base.Method):
         train=True, mutable=['batch_stats'], rngs={'dropout': rng})
 
     # Eq. 2-3: emotion CE on the source, corpus CE on both corpora.
-    loss_emotion = losses.cross_entropy(out['emotion_logits'][:n_s],
-                                        src['label'])
+    loss_emotion, acc = self.emotion_loss(out, src['label'])
     corpus_label = jnp.concatenate(
         [jnp.zeros(n_s, jnp.int32), jnp.ones(x.shape[0] - n_s, jnp.int32)])
     loss_corpus = losses.cross_entropy(out['corpus_logits'], corpus_label)
@@ -119,13 +163,9 @@ class EmoDNA(base.Method):
     loss_align = loss_mmd + m.alpha * loss_scl
 
     loss = loss_emotion + loss_corpus + loss_align + loss_decouple
-    acc = jnp.mean(jnp.argmax(out['emotion_logits'][:n_s], -1) == src['label'])
     metrics = dict(loss_emotion=loss_emotion, loss_corpus=loss_corpus,
                    loss_decouple=loss_decouple, loss_mmd=loss_mmd,
                    loss_scl=loss_scl, tau=tau, confident=confident.mean(),
                    source_acc=acc)
-    return loss, (updates['batch_stats'], {'tau': tau}, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply(variables, features, lengths,
-                            method=EmoDNANet.classify)
+    return loss, (updates.get('batch_stats', batch_stats), {'tau': tau},
+                  metrics)

@@ -1,5 +1,5 @@
-"""JAN: joint adaptation network (Long et al., ICML 2017) on the shared
-emotion network:
+"""JAN: joint adaptation network (Long et al., ICML 2017) on the emotion
+network of `config.model`:
 
   L = CE(phi_e(E^S), y^S) + trade_off * JMMD^2([E^S, g^S], [E^T, g^T]),
 

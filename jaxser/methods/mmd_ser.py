@@ -4,7 +4,8 @@ cross-domain speech emotion recognition" (ICASSP 2021), section 3.1:
 
   L = L_CE(phi(E^S), y^S; w) + lambda * MMD^2(E^S, E^T)        (eq. 3)
 
-on the CNN + BiGRU network of `jaxser.models.cnn_gru`, E its encoder output.
+on the CNN + BiGRU network of `jaxser.models.cnn_gru` (`config.model.name =
+'cnn_gru'`; any registered network works), E its encoder output.
 
   * L_CE (eq. 2) weights each source utterance by w_{y}, inversely
     proportional to the number of source training utterances of its class
@@ -23,8 +24,9 @@ on the CNN + BiGRU network of `jaxser.models.cnn_gru`, E its encoder output.
     select the alternatives of `losses.mk_mmd` (DAN's).
   * lambda = 0.5 (section 4.3).
 
-`mmd_ser_source_only` is the paper's ser-base: the same network and weighted
-cross-entropy without MMD (the target batch is not used).
+The paper's ser-base is `source_only` on the same network with the same
+weighted cross-entropy (`config.source_only.class_weighted`,
+configs/mmd_ser_source_only.py); the target batch is not used.
 
 The trained model labels an unlabelled corpus (e.g. a TTS corpus) with
 `python -m jaxser.label`: soft labels, and per class the top-K most confident
@@ -38,7 +40,6 @@ import jax.numpy as jnp
 from jaxser import losses
 from jaxser.methods import base
 from jaxser.methods import dan
-from jaxser.models import cnn_gru
 
 KERNELS = ('fixed', 'mean_scaled', 'mul_family')
 
@@ -46,23 +47,15 @@ KERNELS = ('fixed', 'mean_scaled', 'mul_family')
 @base.register('mmd_ser')
 class MMDSER(base.Method):
   """MMD-SER (see module docstring)."""
-  # Whether the MMD term is used (False: ser-base).
-  adapt = True
 
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
     self.hparams = config.mmd_ser
     for field, known in (('estimator', dan.ESTIMATORS), ('kernel', KERNELS)):
-      if self.adapt and self.hparams[field] not in known:
+      if self.hparams[field] not in known:
         raise ValueError(f'config.mmd_ser.{field}: unknown value '
                          f'{self.hparams[field]!r}; known: {", ".join(known)}')
-    m = config.model
-    self.model = cnn_gru.CNNGRUNet(
-        num_classes, conv_features=tuple(m.conv_features),
-        conv_kernel_sizes=tuple(m.conv_kernel_sizes),
-        conv_strides=tuple(m.conv_strides), conv_pool=tuple(m.conv_pool),
-        gru_hidden=m.gru_hidden, fc_hidden=m.fc_hidden, dropout=m.dropout,
-        masked=m.masked_pooling)
+    self.model = self.build_emotion_model()
     # A constant of the loss. Without counts (e.g. the benchmark's random
     # batches) every class weighs 1.
     self.class_weights = (
@@ -81,34 +74,22 @@ class MMDSER(base.Method):
 
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     del step
-    src = batch['source']
+    src, tgt = batch['source'], batch['target']
     n_s = src['features'].shape[0]
-    x, lengths = src['features'], src['length']
-    if self.adapt:
-      x = jnp.concatenate([x, batch['target']['features']])
-      lengths = jnp.concatenate([lengths, batch['target']['length']])
-    # No batch norm (the reference's `is_bn: False`): no batch_stats.
-    logits, e = self.model.apply({'params': params}, x, lengths, train=True,
-                                 rngs={'dropout': rng})
-    loss_emotion = losses.cross_entropy(logits[:n_s], src['label'],
-                                        weights=self.class_weights)
-    metrics = {'loss_emotion': loss_emotion,
-               'source_acc': jnp.mean(jnp.argmax(logits[:n_s], -1)
-                                      == src['label'])}
-    loss = loss_emotion
-    if self.adapt:
-      mmd = losses.mk_mmd(e[:n_s], e[n_s:], estimator=self.hparams.estimator,
-                          kernel=self.feature_kernel())
-      loss = loss + self.hparams.trade_off * mmd
-      metrics['loss_mmd'] = mmd
-    return loss, (batch_stats, method_state, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply({'params': variables['params']}, features,
-                            lengths, train=False)[0]
-
-
-@base.register('mmd_ser_source_only')
-class MMDSERSourceOnly(MMDSER):
-  """ser-base: MMD-SER's network and weighted cross-entropy, no MMD."""
-  adapt = False
+    x = jnp.concatenate([src['features'], tgt['features']])
+    lengths = jnp.concatenate([src['length'], tgt['length']])
+    # MMD-SER's own network has no batch norm (the reference's `is_bn:
+    # False`); another network's statistics are updated as usual.
+    out, updates = self.model.apply(
+        {'params': params, 'batch_stats': batch_stats}, x, lengths,
+        train=True, mutable=['batch_stats'], rngs={'dropout': rng})
+    loss_emotion, acc = self.emotion_loss(out, src['label'],
+                                          self.class_weights)
+    e = out['embedding']
+    mmd = losses.mk_mmd(e[:n_s], e[n_s:], estimator=self.hparams.estimator,
+                        kernel=self.feature_kernel())
+    loss = loss_emotion + self.hparams.trade_off * mmd
+    metrics = {'loss_emotion': loss_emotion, 'source_acc': acc,
+               'loss_mmd': mmd}
+    return loss, (updates.get('batch_stats', batch_stats), method_state,
+                  metrics)

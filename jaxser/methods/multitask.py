@@ -6,8 +6,8 @@ Recognition", section 3.1; loss weights of section 4.2.1).
 
 Every utterance (source and target) is augmented twice on the accelerator
 (`jaxser.augment`, the five augmentation types of Table 2), turned into
-features by an on-device front end (`jaxser.models.frontend`) and encoded
-into h by the backbone. From h:
+features by an on-device front end (`config.model.frontend`,
+`jaxser.models.frontend`) and encoded into h by the network. From h:
   * L_SER (eq. 3): cross-entropy of the emotion head on both source views.
   * L_CL (eq. 4-5): NT-Xent between the two views of each utterance on
     z = V relu(U h).
@@ -16,9 +16,10 @@ into h by the backbone. From h:
   * L_aug (eq. 7): the augmentation-type classifier.
 Evaluation runs the front end and the network on the clean waveform.
 
-The backbone is `config.model.backbone`: 'cnn_tcn' (Emo-DNA's CNN + TCN
-emotion encoder on `mfcc40` features, h = E, 128-d) for now; the paper's
-pre-trained AST would be another value with its own front end.
+The network is `config.model.name`, any registered one that takes what the
+front end computes: 'cnn_tcn' by default (Emo-DNA's CNN + TCN emotion
+encoder on `mfcc40` features, h = E, 128-d), or e.g. 'cnn_gru'; h is the
+network's utterance embedding.
 
 Choices where the paper is silent or ambiguous (each a config field):
   * The augmentation-type label is the type a_1..a_5 drawn for the view and
@@ -41,11 +42,14 @@ Choices where the paper is silent or ambiguous (each a config field):
     batch norm sees all of them).
 
 With all three auxiliary weights 0 the target batch is not used and, with
-`multitask.augment = False`, a single clean view is trained: the source-only
-baseline on the same front end and backbone (configs/multitask_source_only.py).
+`multitask.augment = False`, a single clean view is trained. The baseline is
+`source_only` on the same front end and network
+(configs/multitask_source_only.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -54,28 +58,13 @@ import optax
 
 from jaxser import augment as augment_lib
 from jaxser import losses
-from jaxser.data import features as features_lib
 from jaxser.methods import base
-from jaxser.models import cnn_tcn
-from jaxser.models import frontend as frontend_lib
+from jaxser.models import classifier
+from jaxser.models import registry
 
-BACKBONES = ('cnn_tcn',)
 AUG_TARGETS = ('type', 'transforms')
 CONTRASTIVE_PAIRS = ('per_domain', 'joint')
 IM_DOMAINS = ('both', 'target')
-
-
-class CNNTCNEncoder(nn.Module):
-  """Emo-DNA's CNN backbone + TCN emotion encoder: features -> h = E."""
-  masked_pooling: bool = True
-  dropout: float = 0.1
-
-  @nn.compact
-  def __call__(self, x, lengths, *, train: bool):
-    h, h_len = cnn_tcn.Backbone(dropout=self.dropout)(x, lengths, train=train)
-    return cnn_tcn.TCNEncoder(dropout=self.dropout,
-                              masked_pooling=self.masked_pooling,
-                              name='emotion_encoder')(h, h_len, train=train)
 
 
 class ProjectionMLP(nn.Module):
@@ -90,36 +79,40 @@ class ProjectionMLP(nn.Module):
 
 
 class MultitaskNet(nn.Module):
-  """Front end, encoder f, emotion head W, projection (U, V), aug head."""
-  num_classes: int
+  """Front end, encoder f (the registered network), emotion head W,
+  projection (U, V), augmentation-type head."""
   num_aug_outputs: int
-  frontend: frontend_lib.MFCC
-  backbone: str = 'cnn_tcn'
-  masked_pooling: bool = True
-  dropout: float = 0.1
+  encoder: nn.Module
+  head: nn.Module
+  frontend: Any = None
+  predict_from_frames: bool = False
   projection_hidden: int = 128
   projection_dim: int = 128
 
   def setup(self):
-    if self.backbone == 'cnn_tcn':
-      self.encoder = CNNTCNEncoder(self.masked_pooling, self.dropout)
-    else:
-      raise ValueError(f'config.model.backbone: unknown backbone '
-                       f'{self.backbone!r}; known: {", ".join(BACKBONES)}')
-    self.emotion_head = nn.Dense(self.num_classes)
+    # The emotion head's parameters sit beside the other heads.
+    nn.share_scope(self, self.head)
     self.projection = ProjectionMLP(self.projection_hidden,
                                     self.projection_dim)
     self.aug_head = nn.Dense(self.num_aug_outputs)
 
+  def _emotion(self, wave, lengths, *, train: bool) -> dict:
+    if self.frontend is not None:
+      wave, lengths = self.frontend(wave, lengths)
+    return classifier.classify_outputs(
+        self.encoder(wave, lengths, train=train), self.head,
+        predict_from_frames=self.predict_from_frames, train=train)
+
   def __call__(self, wave, lengths, *, train: bool):
-    x, frames = self.frontend(wave, lengths)
-    h = self.encoder(x, frames, train=train)
-    return dict(h=h, emotion_logits=self.emotion_head(h),
+    out = self._emotion(wave, lengths, train=train)
+    h = out['embedding']
+    return dict(h=h, emotion_logits=out['logits'],
+                instance_logits=out['instance_logits'],
+                instance_mask=out['instance_mask'],
                 z=self.projection(h), aug_logits=self.aug_head(h))
 
   def classify(self, wave, lengths):
-    x, frames = self.frontend(wave, lengths)
-    return self.emotion_head(self.encoder(x, frames, train=False))
+    return self._emotion(wave, lengths, train=False)['logits']
 
 
 def _choice(cfg, field: str, known) -> str:
@@ -137,17 +130,6 @@ class Multitask(base.Method):
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
     m = config.multitask
-    if config.data.features != 'waveform':
-      raise ValueError(
-          'config.data.features: the multitask method augments raw audio '
-          f"and needs 'waveform', got {config.data.features!r}")
-    if config.model.frontend != 'mfcc40':
-      raise ValueError(f'config.model.frontend: unknown front end '
-                       f'{config.model.frontend!r}; known: mfcc40')
-    if config.model.backbone not in BACKBONES:
-      raise ValueError(f'config.model.backbone: unknown backbone '
-                       f'{config.model.backbone!r}; known: '
-                       f'{", ".join(BACKBONES)}')
     self.aug_target = _choice(m, 'aug_target', AUG_TARGETS)
     self.contrastive_pairs = _choice(m, 'contrastive_pairs',
                                      CONTRASTIVE_PAIRS)
@@ -164,19 +146,25 @@ class Multitask(base.Method):
     # auxiliary tasks, the second view only by the contrastive task.
     self.use_target = max(m.lambda_cl, m.lambda_im, m.lambda_aug) > 0
     self.num_views = 2 if m.lambda_cl > 0 else 1
-    mfcc_params = dict(features_lib.get('mfcc40').defaults)
-    overrides = config.data.feature_params.get('mfcc40')
-    mfcc_params.update(overrides.to_dict() if overrides else {})
+    # The emotion model's pieces, with the network under 'encoder' as in
+    # this method's parameter tree before the network registry.
     self.model = MultitaskNet(
-        num_classes,
         num_aug_outputs=(len(augment_lib.TYPES) if self.aug_target == 'type'
                          else len(augment_lib.TRANSFORMS)),
-        frontend=frontend_lib.MFCC.from_params(mfcc_params),
-        backbone=config.model.backbone,
-        masked_pooling=config.model.masked_pooling,
-        dropout=config.model.dropout,
+        encoder=registry.build_network(config),
+        head=registry.build_head(config, num_classes),
+        frontend=registry.build_frontend(config),
+        predict_from_frames=self.network().predict_from_frames,
         projection_hidden=config.model.projection_hidden,
         projection_dim=config.model.projection_dim)
+
+  @classmethod
+  def check_config(cls, config):
+    if config.data.features != 'waveform':
+      raise ValueError(
+          'config.data.features: the multitask method augments raw audio '
+          f"and needs 'waveform', got {config.data.features!r}")
+    registry.check(config)
 
   def views(self, rng, wave, lengths):
     """num_views augmented copies of the batch and their aug-task labels.
@@ -217,13 +205,13 @@ class Multitask(base.Method):
         lambda a: a.reshape((num_views, num_domains, n) + a.shape[1:]), out)
     logits = out['emotion_logits']
 
-    loss_emotion = jnp.mean(jnp.stack([
-        losses.cross_entropy(logits[v, 0], src['label'])
-        for v in range(num_views)]))
+    per_view = [self.emotion_loss(
+        {k: out[k][v, 0] for k in ('instance_logits', 'instance_mask')},
+        src['label']) for v in range(num_views)]
+    loss_emotion = jnp.mean(jnp.stack([l for l, _ in per_view]))
     total = loss_emotion
-    metrics = dict(
-        loss_emotion=loss_emotion,
-        source_acc=jnp.mean(jnp.argmax(logits[:, 0], -1) == src['label']))
+    metrics = dict(loss_emotion=loss_emotion,
+                   source_acc=jnp.mean(jnp.stack([a for _, a in per_view])))
 
     if m.lambda_cl > 0:
       z = out['z']
@@ -260,8 +248,5 @@ class Multitask(base.Method):
       total += m.lambda_aug * loss_aug
       metrics.update(loss_aug=loss_aug, aug_acc=aug_acc)
 
-    return total, (updates['batch_stats'], method_state, metrics)
-
-  def logits(self, variables, features, lengths):
-    return self.model.apply(variables, features, lengths,
-                            method=MultitaskNet.classify)
+    return total, (updates.get('batch_stats', batch_stats), method_state,
+                   metrics)

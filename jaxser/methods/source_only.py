@@ -1,23 +1,23 @@
-"""Source only: the shared emotion network trained with the emotion loss alone.
+"""Source only: the emotion network trained with the emotion loss alone.
 
-The no-adaptation baseline every adaptation result is compared with; the
-target batch is not used. `config.model.backbone` picks the network:
-'cnn_tcn' (default; Emo-DNA's CNN + TCN) or 'cnn_blstm' (DIFL's segment
-CNN-BLSTM, configs/difl_source_only.py: DIFL's baseline, the cross-entropy
-over the valid segments of each utterance, utterances predicted from their
-mean segment posterior).
+The no-adaptation baseline of every adaptation result: `source_only` on the
+same network (`config.model.name`, front end and data settings) as the
+method it is compared with; the target batch is not used.
+
+  L = CE(phi_e(E^S), y^S)          (class-weighted with `class_weighted`)
+
+On a network that predicts from its frames (DIFL's segment CNN-BLSTM) every
+valid source segment is an example carrying its utterance's label, and an
+utterance is predicted from its mean segment posterior (DIFL's "Baseline
+S"). `config.source_only.class_weighted` weights each class by
+N / (K n_c) of the source training counts (`losses.class_weights`): the
+MMD-SER baseline (ser-base) uses MMD-SER's weighted cross-entropy.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from jaxser import losses
 from jaxser.methods import base
-from jaxser.models import cnn_blstm
-from jaxser.models import cnn_tcn
-
-BACKBONES = ('cnn_tcn', 'cnn_blstm')
 
 
 @base.register('source_only')
@@ -26,53 +26,21 @@ class SourceOnly(base.Method):
 
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
-    self.backbone = config.model.get('backbone', 'cnn_tcn')
-    if self.backbone not in BACKBONES:
-      raise ValueError(f'config.model.backbone: unknown backbone '
-                       f'{self.backbone!r}; known: {", ".join(BACKBONES)}')
-    if self.backbone == 'cnn_blstm':
-      cnn_blstm.check_features(config.data)
-      self.model = cnn_blstm.from_config(num_classes, config.model)
-      return
-    self.model = cnn_tcn.EmotionNet(
-        num_classes, masked_pooling=config.model.masked_pooling,
-        dropout=config.model.dropout)
+    self.model = self.build_emotion_model()
+    # A constant of the loss. Without counts (e.g. the benchmark's random
+    # batches) every class weighs 1.
+    self.class_weights = (
+        losses.class_weights(self.class_counts)
+        if config.source_only.class_weighted and self.class_counts is not None
+        else None)
 
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     del step
     src = batch['source']
-    if self.backbone == 'cnn_blstm':
-      return self._segment_loss(params, batch_stats, method_state, src, rng)
-    (logits, _), updates = self.model.apply(
-        {'params': params, 'batch_stats': batch_stats}, src['features'],
-        src['length'], train=True, mutable=['batch_stats'],
-        rngs={'dropout': rng})
-    loss = losses.cross_entropy(logits, src['label'])
-    acc = jnp.mean(jnp.argmax(logits, -1) == src['label'])
-    return loss, (updates['batch_stats'], method_state,
-                  {'loss_emotion': loss, 'source_acc': acc})
-
-  def _segment_loss(self, params, batch_stats, method_state, src, rng):
-    """L = 1/M sum_i m_i CE(z_i, y_i) over the M valid source segments."""
     out, updates = self.model.apply(
         {'params': params, 'batch_stats': batch_stats}, src['features'],
         src['length'], train=True, mutable=['batch_stats'],
         rngs={'dropout': rng})
-    segments = out['mask'].shape[1]
-    logits = cnn_blstm.flatten_segments(out['logits'])
-    mask = cnn_blstm.flatten_segments(out['mask']).astype(jnp.float32)
-    labels = jnp.repeat(src['label'], segments,
-                        total_repeat_length=logits.shape[0])
-    loss = losses.cross_entropy(logits, labels, mask)
-    acc = jnp.sum(mask * (jnp.argmax(logits, -1) == labels)) / jnp.maximum(
-        jnp.sum(mask), 1.0)
-    return loss, (updates['batch_stats'], method_state,
+    loss, acc = self.emotion_loss(out, src['label'], self.class_weights)
+    return loss, (updates.get('batch_stats', batch_stats), method_state,
                   {'loss_emotion': loss, 'source_acc': acc})
-
-  def logits(self, variables, features, lengths):
-    if self.backbone == 'cnn_blstm':
-      return self.model.apply(variables, features, lengths,
-                              method=cnn_blstm.SegmentEmotionNet.classify)
-    return self.model.apply(variables, features, lengths, train=False)[0]
-
-

@@ -10,7 +10,12 @@ authors' released code (`MMDModel2` in thuhcsi/icassp2021-emotion-tts):
 kernels 7x7 (stride 2), 3x3, 3x3, 3x3 with 48, 64, 80, 96 filters, 2x2 max
 pooling after layers 2-4, no batch norm (`is_bn: False` in their configs), a
 128-unit GRU per direction, and a 64-unit PReLU hidden layer with dropout 0.5
-(the config's `model.dropout`) after it.
+after it (`config.model.cnn_gru.*`).
+
+Registered as the network `cnn_gru` (`jaxser.models.registry`): `CNNGRU` is
+the CNN + BiGRU up to E (the utterance embedding; the CNN's output is its
+frame sequence) and `MLPHead` its classifier, which every method on this
+network uses as its emotion head.
 
 Padding: features are padded at the end to a fixed number of frames. With
 `masked=True` (the reference's `is_var_cnn_mask`) every conv output is zeroed
@@ -108,68 +113,56 @@ class BiGRUEncoder(nn.Module):
     return jnp.concatenate([fwd, bwd], axis=-1)
 
 
-class CNNGRUNet(nn.Module):
-  """MMD-SER's SER model. Returns (logits, E), E the encoder output that
-  MMD aligns."""
-  num_classes: int
+class CNNGRU(nn.Module):
+  """MMD-SER's encoder (registered as `cnn_gru`): CNNEncoder -> BiGRU.
+
+  Returns {'embedding': E (B, 2 gru_hidden), the feature MMD aligns;
+  'frames', 'frame_lengths': the CNN's output sequence} (with `masked=False`
+  every frame counts as valid).
+  """
   conv_features: Sequence[int] = (48, 64, 80, 96)
   conv_kernel_sizes: Sequence[int] = (7, 3, 3, 3)
   conv_strides: Sequence[int] = (2, 1, 1, 1)
   conv_pool: Sequence[bool] = (False, True, True, True)
   gru_hidden: int = 128
-  fc_hidden: int = 64
-  dropout: float = 0.5
   masked: bool = True
 
   @nn.compact
   def __call__(self, x, lengths, *, train: bool):
+    del train  # No dropout or batch norm before the head.
     h, h_len = CNNEncoder(self.conv_features, self.conv_kernel_sizes,
                           self.conv_strides, self.conv_pool, self.masked,
                           name='cnn')(x, lengths)
     e = BiGRUEncoder(self.gru_hidden, self.masked, name='gru')(h, h_len)
+    if not self.masked:
+      h_len = jnp.full_like(h_len, h.shape[1])
+    return {'embedding': e, 'frames': h, 'frame_lengths': h_len}
+
+
+class MLPHead(nn.Module):
+  """MMD-SER's classifier on E: Dense fc_hidden (`fc1`) -> PReLU -> Dropout
+  -> Dense num_classes (`emotion_head`)."""
+  num_classes: int
+  fc_hidden: int = 64
+  dropout: float = 0.5
+
+  @nn.compact
+  def __call__(self, e, *, train: bool):
     y = PReLU()(nn.Dense(self.fc_hidden, name='fc1')(e))
     y = layers.Dropout(self.dropout, deterministic=not train)(y)
-    return nn.Dense(self.num_classes, name='emotion_head')(y), e
+    return nn.Dense(self.num_classes, name='emotion_head')(y)
 
 
-def configure(c) -> None:
-  """Sets the data, optimiser and network fields of an experiment config to
-  MMD-SER's (configs/mmd_ser.py and its baseline share them).
+def from_config(options) -> CNNGRU:
+  """The network of `config.model.cnn_gru`."""
+  return CNNGRU(conv_features=tuple(options.conv_features),
+                conv_kernel_sizes=tuple(options.conv_kernel_sizes),
+                conv_strides=tuple(options.conv_strides),
+                conv_pool=tuple(options.conv_pool),
+                gru_hidden=options.gru_hidden, masked=options.masked_pooling)
 
-  Where the paper is silent the values are those of the authors' released
-  code (thuhcsi/icassp2021-emotion-tts, `ser2tts_cfg/iemo2bc.yml`,
-  `MMDModel2`).
-  """
-  # "80-dimension log mel spectrum" (the code used 128 bands: logmel128).
-  c.data.features = 'logmel80'
-  # The code standardises each mel band by its corpus's mean and standard
-  # deviation over all frames (`prepare_data_util.norm`).
-  c.data.normalize = 'corpus_zscore'
-  # The code centre-crops to 1400 frames (14 s, the paper's TTS length
-  # limit) and pads batches only to their longest utterance; here every
-  # utterance is padded to `frames`, so 300 (3 s, as the other methods)
-  # costs ~1/5 of 1400. --config.data.frames=1400 reproduces the code; the
-  # network accepts any length, and `jaxser.label --frames` may label with
-  # another.
-  c.data.frames = 300
 
-  # Batch size 96 per domain (the code draws 96 source and 96 target
-  # utterances a step); Adam at 3e-5 for 100 steps then 3e-4 (section 4.2);
-  # gradients clipped to global norm 5 (the code).
-  c.train.batch_size = 96
-  c.train.optimizer = 'adam'
-  c.train.learning_rate = 3e-4
-  c.train.warmup_steps = 100
-  c.train.warmup_learning_rate = 3e-5
-  c.train.grad_clip = 5.0
-  # The code trains up to 15000 steps and early-stops on 500 held-out source
-  # utterances; the loop has no early stopping: the base config's steps stay.
-
-  c.model.conv_features = (48, 64, 80, 96)
-  c.model.conv_kernel_sizes = (7, 3, 3, 3)
-  c.model.conv_strides = (2, 1, 1, 1)
-  c.model.conv_pool = (False, True, True, True)
-  c.model.gru_hidden = 128
-  c.model.fc_hidden = 64
-  c.model.dropout = 0.5  # After the PReLU hidden layer (keep prob 0.5).
-  c.model.masked_pooling = True  # Padding frames masked in CNN and GRU.
+def head_from_config(options, num_classes: int) -> MLPHead:
+  """The classifier of `config.model.cnn_gru`."""
+  return MLPHead(num_classes, fc_hidden=options.fc_hidden,
+                 dropout=options.dropout)

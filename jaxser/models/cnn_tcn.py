@@ -5,7 +5,8 @@ Inputs are (batch, frames, dims) feature sequences with their true lengths.
 The backbone halves the time axis three times (300 -> 37 frames); pooled
 means over time only count the frames that came from real input (a choice of
 ours: the paper does not say how padding is treated; `masked_pooling=False`
-gives the plain mean).
+gives the plain mean). `CNNTCN` (backbone + TCN) is the registered network
+`cnn_tcn` (`config.model.cnn_tcn.*`).
 """
 
 from __future__ import annotations
@@ -127,19 +128,41 @@ class ProjectionHead(nn.Module):
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-class EmotionNet(nn.Module):
-  """Backbone + TCN emotion encoder + emotion classifier.
+class CNNTCN(nn.Module):
+  """The Emo-DNA emotion network (registered as `cnn_tcn`): the CNN backbone
+  E and the TCN emotion encoder E_e, on (batch, frames, dims) features.
 
-  The network every UDA baseline and the source-only model share (Emo-DNA
-  compares all methods on E + E_e). Returns (logits, E).
+  Returns {'embedding': E_e(E(x)) (B, embed_dim), 'frames': E(x) (B, T / 8,
+  channels), 'frame_lengths'} (with `masked_pooling=False` every frame
+  counts as valid). Every UDA baseline and the source-only model share it
+  (Emo-DNA compares all methods on E + E_e); Emo-DNA's corpus encoder reads
+  its frames.
   """
-  num_classes: int
-  masked_pooling: bool = True
+  channels: int = 64
+  dilations: Sequence[int] = (1, 2, 4, 8, 16)
+  embed_dim: int = 128
   dropout: float = 0.1
+  masked_pooling: bool = True
+  # The backbone's parameter name: 'Backbone_0' in the single-encoder
+  # methods, 'backbone' in Emo-DNA, as when each method built its own
+  # network (so their parameters are initialised as they were, and their
+  # checkpoints restore).
+  backbone_name: str = 'Backbone_0'
 
   @nn.compact
   def __call__(self, x, lengths, *, train: bool):
-    h, h_len = Backbone(dropout=self.dropout)(x, lengths, train=train)
-    e = TCNEncoder(dropout=self.dropout, masked_pooling=self.masked_pooling,
+    h, h_len = Backbone(self.channels, dropout=self.dropout,
+                        name=self.backbone_name)(x, lengths, train=train)
+    if not self.masked_pooling:
+      h_len = jnp.full_like(h_len, h.shape[1])
+    e = TCNEncoder(self.channels, tuple(self.dilations), dropout=self.dropout,
+                   out_dim=self.embed_dim, masked_pooling=self.masked_pooling,
                    name='emotion_encoder')(h, h_len, train=train)
-    return nn.Dense(self.num_classes, name='emotion_head')(e), e
+    return {'embedding': e, 'frames': h, 'frame_lengths': h_len}
+
+
+def from_config(options) -> CNNTCN:
+  """The network of `config.model.cnn_tcn`."""
+  return CNNTCN(channels=options.channels, dilations=tuple(options.dilations),
+                embed_dim=options.embed_dim, dropout=options.dropout,
+                masked_pooling=options.masked_pooling)

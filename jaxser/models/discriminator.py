@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from jaxser.models import cnn_tcn
-
 
 class DomainDiscriminator(nn.Module):
   """[Dense(hidden) -> BN -> ReLU] x 2 -> Dense(1); returns (batch,) logits."""
@@ -29,25 +27,24 @@ class DomainDiscriminator(nn.Module):
 
 
 class AdversarialNet(nn.Module):
-  """The shared EmotionNet (E + E_e + phi_e) plus a domain discriminator.
+  """An emotion model (network + emotion head, `emotion_net`) plus a domain
+  discriminator.
 
-  `__call__` is the emotion network alone (returns (logits, E)), so inference
+  `__call__` is the emotion model alone (its outputs dict), so inference
   never touches the discriminator; `discriminate` maps the discriminator's
   input (E, or CDAN's conditioned map of it) to domain logits.
   """
-  num_classes: int
-  masked_pooling: bool = True
-  dropout: float = 0.1
+  emotion_net: nn.Module
   discriminator_hidden: int = 1024
 
   def setup(self):
-    self.emotion_net = cnn_tcn.EmotionNet(
-        self.num_classes, masked_pooling=self.masked_pooling,
-        dropout=self.dropout)
     self.discriminator = DomainDiscriminator(self.discriminator_hidden)
 
   def __call__(self, x, lengths, *, train: bool):
     return self.emotion_net(x, lengths, train=train)
+
+  def classify(self, x, lengths):
+    return self.emotion_net.classify(x, lengths)
 
   def discriminate(self, h, *, train: bool):
     return self.discriminator(h, train=train)

@@ -1,0 +1,291 @@
+"""Networks by name, apart from the methods (objectives) that train them.
+
+`config.model.name` selects a registered network and `config.model.<name>`
+holds its options (every registered network has its block in the base
+config, with the defaults it was registered with, as `data.feature_params`
+has one per feature set). A method builds its emotion model with
+`build(config, num_classes)` (front end -> network -> head,
+`jaxser.models.classifier.EmotionModel`) and adds its own heads, so every
+method runs on every network whose outputs it needs:
+
+  python -m jaxser.main --config=configs/dann.py --config.model.name=cnn_gru
+
+A network is a linen module called as `net(x, lengths, train=...)` on a
+batch of its input kind, returning a dict with
+  'embedding'                (B, d) the utterance embedding, always;
+  'frames', 'frame_lengths'  (B, T, d_f), (B,) its frame sequence, where it
+                             has one (`frame_sequence=True`).
+
+Input kinds (`INPUT_KINDS`; `feature_kind` gives a feature set's):
+  frames       (B, T, dims) frame-level features, lengths = valid frames
+               (mfcc40, logmel80, logmel128, fbank128);
+  segments     (B, S, time, freq) segment spectrograms, lengths = valid
+               segments (spec_segments);
+  waveform     (B, samples), lengths = valid samples (waveform);
+  tokens       (B, T) int token ids, lengths = valid tokens;
+  functionals  (B, D) utterance-level functionals, lengths = 1 (emobase,
+               is10, egemaps).
+A network that takes frames can also be fed from waveforms by an on-device
+front end, `config.model.frontend` (a feature set computed in the step,
+after on-device augmentation; `FRONTENDS`).
+
+`check(config)` is the one place that checks that the data config fits the
+network: each mismatch is a one-line ValueError naming the config field.
+
+Registering a network is one entry (see the end of this file):
+
+  register(Network(
+      'my_net', inputs='frames', build=my_module.from_config,
+      defaults=dict(hidden=256, dropout=0.1),
+      embedding_dim=lambda options: options.hidden, frame_sequence=True))
+
+`build` receives the network's options block (`config.model.my_net`, a
+ConfigDict with at least the defaults' fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import ml_collections
+
+from jaxser.data import features as features_lib
+from jaxser.models import classifier
+from jaxser.models import cnn_blstm
+from jaxser.models import cnn_gru
+from jaxser.models import cnn_tcn
+from jaxser.models import frontend as frontend_lib
+from jaxser.models import mlp
+
+INPUT_KINDS = {
+    'frames': 'frame-level features',
+    'segments': 'segment spectrograms',
+    'waveform': 'waveforms',
+    'tokens': 'token ids',
+    'functionals': 'utterance-level functionals',
+}
+# Kinds of the feature sets whose `frame_level` flag does not tell it (a
+# frame-level set is 'frames', an utterance-level one 'functionals'). A
+# feature set may also declare its kind itself (a `kind` attribute).
+_FEATURE_KINDS = {'waveform': 'waveform', 'spec_segments': 'segments'}
+
+# On-device front ends: the feature set each computes from waveforms, and
+# the factory that builds it from that set's parameters.
+FRONTENDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    'mfcc40': frontend_lib.MFCC.from_params,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """A registered network.
+
+  Attributes:
+    name: the `config.model.name` that selects it.
+    inputs: its input kind (a key of `INPUT_KINDS`).
+    build: options block (`config.model.<name>`) -> the linen module.
+    defaults: the options and their defaults (the base config's block).
+    embedding_dim: options -> d, the size of 'embedding' (and of the
+      frames of a network that predicts from its frames).
+    frame_sequence: whether its outputs hold 'frames' and 'frame_lengths'.
+    head: (options, num_classes) -> the emotion head on its embeddings;
+      None: one Dense layer (`classifier.DenseHead`).
+    predict_from_frames: whether an utterance is predicted from the mean
+      posterior of its frames, every valid frame classified and trained on
+      (DIFL's segments), rather than from its embedding.
+    feature_sets: the feature sets it accepts, when not every set of its
+      input kind (e.g. a pretrained model's own features).
+    check: optional (options, data config) -> None, for the fits that only
+      the network knows (e.g. a longest input); one-line ValueErrors.
+    description: one line for listings.
+  """
+  name: str
+  inputs: str
+  build: Callable[[ml_collections.ConfigDict], nn.Module]
+  defaults: Mapping[str, Any]
+  embedding_dim: Callable[[ml_collections.ConfigDict], int]
+  frame_sequence: bool = False
+  head: Callable[[ml_collections.ConfigDict, int], nn.Module] | None = None
+  predict_from_frames: bool = False
+  feature_sets: tuple[str, ...] = ()
+  check: Callable[[ml_collections.ConfigDict, Any], None] | None = None
+  description: str = ''
+
+  def __post_init__(self):
+    if self.inputs not in INPUT_KINDS:
+      raise ValueError(f'network {self.name!r}: unknown input kind '
+                       f'{self.inputs!r}; known: {", ".join(INPUT_KINDS)}')
+    if self.predict_from_frames and not self.frame_sequence:
+      raise ValueError(f'network {self.name!r}: predict_from_frames needs a '
+                       'frame sequence')
+
+
+_NETWORKS: dict[str, Network] = {}
+
+
+def register(network: Network) -> Network:
+  if network.name in _NETWORKS:
+    raise ValueError(f'network {network.name!r} is registered already')
+  _NETWORKS[network.name] = network
+  return network
+
+
+def names() -> list[str]:
+  return sorted(_NETWORKS)
+
+
+def get(name: str) -> Network:
+  if name not in _NETWORKS:
+    raise ValueError(f'config.model.name: unknown network {name!r}; known: '
+                     f'{", ".join(names())}')
+  return _NETWORKS[name]
+
+
+def feature_kind(feature_set: str) -> str:
+  """The input kind of a feature set (module docstring)."""
+  fs = features_lib.get(feature_set)
+  kind = getattr(fs, 'kind', None) or _FEATURE_KINDS.get(fs.name)
+  if kind:
+    return kind
+  return 'frames' if fs.frame_level else 'functionals'
+
+
+def options(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.model.<name>`: the selected network's options."""
+  name = config.model.name
+  get(name)
+  if name not in config.model:
+    raise ValueError(f'config.model.{name}: no options block for network '
+                     f'{name!r} (jaxser.config.base_config has one per '
+                     'network)')
+  return config.model[name]
+
+
+def check(config: ml_collections.ConfigDict) -> Network:
+  """The network of `config.model.name`, after checking that the data
+  config fits it (module docstring); raises a one-line ValueError naming the
+  field otherwise."""
+  network = get(config.model.name)
+  opts = options(config)
+  features = config.data.features
+  frontend = config.model.get('frontend', '')
+  if frontend:
+    if frontend not in FRONTENDS:
+      raise ValueError(f'config.model.frontend: unknown front end '
+                       f'{frontend!r}; known: {", ".join(FRONTENDS)} (or '
+                       "'' for none)")
+    if feature_kind(features) != 'waveform':
+      raise ValueError(f'config.data.features: the front end '
+                       f'config.model.frontend={frontend!r} reads waveforms, '
+                       f"got {features!r}; use 'waveform' or no front end")
+    field, fed = 'config.model.frontend', frontend
+  else:
+    field, fed = 'config.data.features', features
+  kind = feature_kind(fed)
+  if kind != network.inputs:
+    hint = ('; a front end (config.model.frontend) computes them from '
+            'waveforms' if kind == 'waveform' and network.inputs == 'frames'
+            else '')
+    raise ValueError(
+        f'{field}: network {network.name!r} (config.model.name) takes '
+        f'{INPUT_KINDS[network.inputs]}, got {fed!r} '
+        f'({INPUT_KINDS[kind]}){hint}')
+  if network.feature_sets and fed not in network.feature_sets:
+    raise ValueError(
+        f'{field}: network {network.name!r} (config.model.name) takes '
+        f'{" or ".join(network.feature_sets)}, got {fed!r}')
+  if network.check is not None:
+    network.check(opts, config.data)
+  return network
+
+
+def build_frontend(config: ml_collections.ConfigDict):
+  """The on-device front end of `config.model.frontend`, or None."""
+  name = config.model.get('frontend', '')
+  if not name:
+    return None
+  if name not in FRONTENDS:
+    raise ValueError(f'config.model.frontend: unknown front end {name!r}; '
+                     f'known: {", ".join(FRONTENDS)}')
+  params = dict(features_lib.get(name).defaults)
+  overrides = config.data.feature_params.get(name)
+  params.update(overrides.to_dict() if overrides else {})
+  return FRONTENDS[name](params)
+
+
+def build_network(config: ml_collections.ConfigDict) -> nn.Module:
+  """The (checked) network of `config.model`."""
+  return check(config).build(options(config))
+
+
+def build_head(config: ml_collections.ConfigDict,
+               num_classes: int) -> nn.Module:
+  """The emotion head of `config.model.name`'s network."""
+  network = get(config.model.name)
+  if network.head is None:
+    return classifier.DenseHead(num_classes)
+  return network.head(options(config), num_classes)
+
+
+def embedding_dim(config: ml_collections.ConfigDict) -> int:
+  """The size of the selected network's utterance embedding."""
+  return int(get(config.model.name).embedding_dim(options(config)))
+
+
+def build(config: ml_collections.ConfigDict,
+          num_classes: int) -> classifier.EmotionModel:
+  """Front end -> network -> emotion head of `config.model`, checked
+  against `config.data`."""
+  network = check(config)
+  return classifier.EmotionModel(
+      network.build(options(config)), build_head(config, num_classes),
+      frontend=build_frontend(config),
+      predict_from_frames=network.predict_from_frames)
+
+
+def default_options() -> ml_collections.ConfigDict:
+  """One options block per registered network, with its defaults."""
+  return ml_collections.ConfigDict(
+      {name: dict(_NETWORKS[name].defaults) for name in names()})
+
+
+################################################################################
+# The networks.
+################################################################################
+
+register(Network(
+    'cnn_tcn', inputs='frames', build=cnn_tcn.from_config,
+    defaults=dict(channels=64, dilations=(1, 2, 4, 8, 16), embed_dim=128,
+                  dropout=0.1, masked_pooling=True),
+    embedding_dim=lambda o: o.embed_dim, frame_sequence=True,
+    description="Emo-DNA's CNN backbone + TCN emotion encoder"))
+
+register(Network(
+    'cnn_gru', inputs='frames', build=cnn_gru.from_config,
+    head=cnn_gru.head_from_config,
+    # The authors' released code (jaxser.models.cnn_gru).
+    defaults=dict(conv_features=(48, 64, 80, 96),
+                  conv_kernel_sizes=(7, 3, 3, 3), conv_strides=(2, 1, 1, 1),
+                  conv_pool=(False, True, True, True), gru_hidden=128,
+                  fc_hidden=64, dropout=0.5, masked_pooling=True),
+    embedding_dim=lambda o: 2 * o.gru_hidden, frame_sequence=True,
+    description="MMD-SER's 2D CNN + BiGRU, PReLU classifier"))
+
+register(Network(
+    'cnn_blstm', inputs='segments', build=cnn_blstm.from_config,
+    # Ours: DIFL points at Satt et al. only (jaxser.models.cnn_blstm).
+    defaults=dict(conv_features=(16, 32, 64), kernel_size=3,
+                  time_pool=(2, 2, 1), freq_pool=(2, 2, 2), lstm_hidden=128,
+                  embed_dim=128, embed_activation='none', dropout=0.1),
+    embedding_dim=lambda o: o.embed_dim, frame_sequence=True,
+    predict_from_frames=True,
+    description="DIFL's segment CNN-BLSTM, utterances from mean segment "
+                'posteriors'))
+
+register(Network(
+    'mlp', inputs='functionals', build=mlp.from_config,
+    defaults=dict(hidden=(256, 128), dropout=0.1),
+    embedding_dim=lambda o: o.hidden[-1],
+    description='MLP on openSMILE functionals'))
