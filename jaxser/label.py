@@ -57,6 +57,7 @@ def load_run(workdir: str):
   """(config, checkpoint manager) of a training run; errors name the path."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from jaxser import config as config_lib  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(config_path):
     raise ValueError(f'--workdir {workdir}: no {config_path}; not a training '
@@ -71,7 +72,9 @@ def load_run(workdir: str):
                      f'{ckpt_dir}')
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  return config, ckpt
+  # A run from before the network registry: its network's fields move into
+  # today's layout (same parameter tree, so its checkpoint restores).
+  return config_lib.upgrade(config), ckpt
 
 
 def _write_csv(path: str, header: list[str], rows) -> None:
@@ -139,6 +142,9 @@ def label(workdir: str, corpus: str, root: str | None = None,
     data_cfg.cache_dir = cache_dir
   data_cfg.workers = workers
   classes = labels_lib.TASK_CLASSES[data_cfg.task]
+  # The network is built as in training (method -> network registry); a
+  # data setting it does not take (e.g. --frames) fails before featurising.
+  methods_lib.get(config.method).check_config(config)
 
   cached = pipeline.open_corpus(corpus, data_cfg)
   usable = cached.usable
