@@ -372,7 +372,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   phases = method_phases(method, tx, config, arrays)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
   batch_size = config.train.batch_size
   lengths = [phase_steps(p, arrays, batch_size) for p in phases]
   offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
@@ -467,8 +466,7 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
   """Runs `phase` from `state.step` to `steps`; returns (state, record)."""
   batch_size = phase.batch_size or config.train.batch_size
   batch_sharding = NamedSharding(mesh, P('data'))
-  tx = None if method_groups(method) else make_optimizer(config.train)
-  train_step = jit_train_step(method, tx, mesh, phase.step)
+  train_step = jit_train_step(method, None, mesh, phase.step)
   start = int(state.step)
   if phase.streams:
     sets = {key: arrays[name] for key, name in phase.streams.items()}
