@@ -351,7 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict:
   """Trains `config.method` and writes `workdir/results.json`; returns it."""
   os.makedirs(workdir, exist_ok=True)
-  methods_lib.get(config.method)  # An unknown method fails before the data.
+  # An unknown method, or a config that does not fit it or its network,
+  # fails before the data is read.
+  methods_lib.get(config.method).check_config(config)
   pipeline.validate(config.data, config.train.batch_size)
   _check_resumable(config, workdir)
 
