@@ -13,21 +13,9 @@ config.gan (jaxser.methods.cyclegan.hparams).
 
 import ml_collections
 
-from jaxser import config as config_lib
 from jaxser.methods import cyclegan
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = config_lib.base_config()
-  c.method = 'cyclegan'
-  c.data.source = 'synth_acted_a,synth_acted_b'
-  c.data.target = 'synth_natural'
-  c.data.task = 'arousal3'
-  c.data.features = 'is10'  # 1582 openSMILE functionals (sec. 3.2).
-  c.data.normalize = 'corpus_minmax'  # Per corpus to [-1, 1].
-  c.train.batch_size = 256
-  c.train.eval_every = 0
-  c.train.checkpoint_every = 100
-  c.gan = cyclegan.hparams()
-  c.gan.plot_embedding = False
+  c = cyclegan.config('cyclegan')
   return c

@@ -2,10 +2,8 @@
 generated data, early stopping and multi-source streams."""
 
 import json
-import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -19,7 +17,6 @@ from jaxser import phases as phases_lib
 from jaxser import train
 from jaxser.data import corpus as corpus_lib
 from jaxser.data import pipeline
-from jaxser.methods import cyclegan
 from jaxser.models import cyclegan as nets
 
 # A second tiny source corpus (multi-source runs).

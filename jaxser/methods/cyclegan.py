@@ -68,12 +68,12 @@ form of eqs. 1-2 (`generator_form`: 'minimax' as printed,
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -328,7 +328,7 @@ class GanFamily(base.Method):
           epochs=g.adversarial_epochs, streams=up, epoch_arrays='up_s0',
           produce=self._produce))
     elif self.generator:
-      out[-1] = dataclasses_replace(out[-1], produce=self._produce)
+      out[-1] = dataclasses.replace(out[-1], produce=self._produce)
     streams = {'train': 'augmented'}
     groups = ('classifier',)
     if self.feature_adaptation:
@@ -625,7 +625,6 @@ class GanFamily(base.Method):
   def _produce(self, state, arrays):
     """The fakes of one pass over the balanced, up-sampled sources, split
     into the selection set and the augmented training set."""
-    g = self.hparams
     k = self.num_classes
     size = self.generated_size
     rng = np.random.default_rng([int(self.config.seed), 11])
@@ -673,11 +672,6 @@ class GanFamily(base.Method):
       return {}
     from jaxser import gan_analysis  # pylint: disable=g-import-not-at-top
     return gan_analysis.analyse(self, arrays, data, workdir)
-
-
-def dataclasses_replace(obj, **kw):
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  return dataclasses.replace(obj, **kw)
 
 
 def _generate(method, params, stats, xs, ys, xt, batch_size):
@@ -746,9 +740,8 @@ class CAEmoCyGAN(GanFamily):
   emotion = 'reconstruction'
 
 
-def hparams() -> 'ml_collections.ConfigDict':
+def hparams() -> ml_collections.ConfigDict:
   """`config.gan`: the family's hyper-parameters (Table 2 and sec. 4.2)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
   g = ml_collections.ConfigDict()
   g.encoder = (1000, 500, 256)  # Enc_S, Enc_T; decoders mirror it.
   g.discriminator = (1000, 500)  # D_S_i, D_T hidden layers (then 1).
@@ -781,3 +774,24 @@ def hparams() -> 'ml_collections.ConfigDict':
   g.patience = 10  # Evaluations without improvement; 0: never stop early.
   g.plot_embedding = False  # DIR/embedding_<method>.png (t-SNE).
   return g
+
+
+def config(method: str) -> ml_collections.ConfigDict:
+  """The experiment config every configs/<method>.py of the family starts
+  from: two synthetic sources and a synthetic target (real corpora through
+  data.source/target/root), `arousal3`, openSMILE `is10` functionals
+  min-max normalised per corpus to [-1, 1] (sec. 3.2), batch 256, and
+  `config.gan` = `hparams()`."""
+  from jaxser import config as config_lib  # pylint: disable=g-import-not-at-top
+  c = config_lib.base_config()
+  c.method = method
+  c.data.source = 'synth_acted_a,synth_acted_b'
+  c.data.target = 'synth_natural'
+  c.data.task = 'arousal3'
+  c.data.features = 'is10'
+  c.data.normalize = 'corpus_minmax'
+  c.train.batch_size = 256
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 100
+  c.gan = hparams()
+  return c
