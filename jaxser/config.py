@@ -12,7 +12,10 @@ Fields (any can be overridden on the command line, e.g.
   data.protocol        transductive | split | within | multi_corpus.
   data.target_train_fraction  train share of the target under split/within
                        (of every corpus under multi_corpus).
-  data.split_seed      seed of the (speaker-independent) target split.
+  data.split_seed      seed of the (speaker-independent) target split and
+                       of the source validation split.
+  data.source_val_fraction  share of every source corpus held out as the
+                       labelled validation set (0: none; jaxser.data.pipeline).
   data.root            folder holding <corpus>/ folders (default: $JAXSER_DATA).
   data.paths.<name>    folder of one corpus, overriding data.root.
   data.features        feature set (jaxser.data.features).
@@ -22,6 +25,15 @@ Fields (any can be overridden on the command line, e.g.
   data.cache_dir       feature cache (default: $JAXSER_CACHE or ~/.cache/jaxser).
   data.workers         feature-extraction processes (-1: one per core).
   train.*              steps, batch_size (per domain), optimiser, intervals.
+  train.validation.*   validation on the held-out source part (needs
+                       data.source_val_fraction > 0): every (steps; 0 off),
+                       metric (war | uar | macro_f1), patience (evaluations
+                       without improvement before stopping; 0 never stops),
+                       plateau_factor / plateau_patience (the learning rate
+                       times plateau_factor after plateau_patience
+                       evaluations without improvement, optax's
+                       reduce_on_plateau; 1.0 off). The best state is
+                       restored for the final evaluation.
   model.name           the network (jaxser.models.registry): cnn_tcn (Emo-DNA's
                        CNN + TCN, the default), cnn_gru (MMD-SER's), cnn_blstm
                        (DIFL's, on segments), mlp (on functionals), ...; every
@@ -57,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.protocol = 'transductive'
   c.data.target_train_fraction = 0.7
   c.data.split_seed = 0
+  c.data.source_val_fraction = 0.0
   c.data.root = ''
   c.data.paths = ml_collections.ConfigDict(
       {name: '' for name in corpus_lib.available()
@@ -82,6 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_batch_size = 256
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 2
+  c.train.validation = ml_collections.ConfigDict(dict(
+      every=0, metric='war', patience=0, plateau_factor=1.0,
+      plateau_patience=5))
 
   c.model = models_lib.default_options()
   c.model.name = 'cnn_tcn'

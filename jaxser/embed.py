@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from typing import Optional
 
 from absl import app
 from absl import flags
 import numpy as np
 
+from jaxser import io as io_lib
 from jaxser import runtime
 
 AST_TYPE = 'audio-spectrogram-transformer'
@@ -163,21 +163,6 @@ def embed(checkpoint: str, inputs: np.ndarray,
           'last_hidden_state': np.concatenate(last, axis=0)}
 
 
-def _write_npz(path: str, arrays: dict) -> None:
-  """Writes atomically: a reader never finds half a file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(directory):
-    raise ValueError(f'--out={path}: no such directory {directory}')
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
-
-
 def embed_files(checkpoint: str, inputs: str, out: str,
                 attention_mask: Optional[str] = None,
                 token_type_ids: Optional[str] = None, batch_size: int = 8,
@@ -195,7 +180,7 @@ def embed_files(checkpoint: str, inputs: str, out: str,
                  names=(f'--inputs={inputs}',
                         f'--attention_mask={attention_mask}',
                         f'--token_type_ids={token_type_ids}'))
-  _write_npz(out, result)
+  io_lib.write_npz(out, **result)
   return {k: v.shape for k, v in result.items()}
 
 

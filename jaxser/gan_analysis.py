@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 
 import numpy as np
 
+from jaxser import io as io_lib
 from jaxser.data import pipeline
 
 
@@ -55,8 +55,7 @@ def analyse(method, arrays, data, workdir: str) -> dict:
   ref_labels = np.array([label_of.get(int(i), -1) for i in ref], np.int32)
   utts = data.target_train.parts[0].cached.corpus.utterances
   path = os.path.join(workdir, 'attention.csv')
-  fd, tmp = tempfile.mkstemp(dir=workdir, suffix='.tmp')
-  with os.fdopen(fd, 'w', newline='') as f:
+  with io_lib.atomic_open(path, newline='') as f:
     w = csv.writer(f)
     w.writerow(['sample', 'reference'] + [f'weight_{s}' for s in sources]
                + [f'soft_{c}' for c in classes] + ['reference_class'])
@@ -65,7 +64,6 @@ def analyse(method, arrays, data, workdir: str) -> dict:
                  + [f'{x:.6f}' for x in gen['attention'][n]]
                  + [f'{x:.6f}' for x in gen['soft_label'][n]]
                  + [classes[ref_labels[n]] if ref_labels[n] >= 0 else ''])
-  os.replace(tmp, path)
   out = {'attention': attention_summary(gen['attention'], ref_labels,
                                         sources, classes)}
   if method.hparams.plot_embedding:
@@ -115,6 +113,6 @@ def plot_embedding(arrays, num_sources: int, sources, classes, path: str,
   ax.set_ylabel('t-SNE 2')
   ax.legend(fontsize=7, markerscale=1.5, ncol=2, loc='best')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  io_lib.save_figure(fig, path, dpi=120)
   plt.close(fig)
   return path

@@ -47,6 +47,7 @@ import numpy as np
 # Before TensorFlow is imported (as jaxser.main): openSMILE's native library
 # must load first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import io as io_lib
 from jaxser import runtime
 
 # (column label, results.json key), in table order.
@@ -365,10 +366,7 @@ def write_tables(root: str, results: Sequence[dict],
   for name, text in (('table.md', to_markdown(tables)),
                      ('table.csv', to_csv(tables)),
                      ('scenarios.md', scenario_table(results, pairs))):
-    tmp = os.path.join(root, name + '.tmp')
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, os.path.join(root, name))
+    io_lib.write_text(os.path.join(root, name), text)
 
 
 def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,

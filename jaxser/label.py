@@ -32,17 +32,16 @@ missing folder) print one line naming it and exit with status 2.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
 
 # Before TensorFlow is imported: it loads openSMILE's native library first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import io as io_lib
 from jaxser import runtime
 
 SOFT_LABELS = 'soft_labels.csv'
@@ -75,27 +74,6 @@ def load_run(workdir: str):
   # A run from before the network registry: its network's fields move into
   # today's layout (same parameter tree, so its checkpoint restores).
   return config_lib.upgrade(config), ckpt
-
-
-def _write_csv(path: str, header: list[str], rows) -> None:
-  """Writes atomically: a reader never finds half a file."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'w', newline='') as f:
-      writer = csv.writer(f)
-      writer.writerow(header)
-      writer.writerows(rows)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
-
-
-def _write_json(path: str, obj) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
 
 
 def _fmt(p: float) -> str:
@@ -157,10 +135,12 @@ def label(workdir: str, corpus: str, root: str | None = None,
   tx = train.make_optimizer(config.train)
   mesh = train.make_mesh()
   replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
   shapes = pipeline.Data(classes, split, split, split, {}, {})
+  # The phases give the state its early-stopping entries (validation).
+  phases = ([] if hasattr(method, 'phases')
+            else train.method_phases(method, tx, config, {}))
   abstract = jax.eval_shape(lambda: train.create_train_state(
-      method, tx, config.seed, train.example_batch(shapes, 1)))
+      method, tx, config.seed, train.example_batch(shapes, 1), phases))
   abstract = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
       abstract)
@@ -172,31 +152,24 @@ def label(workdir: str, corpus: str, root: str | None = None,
           'labelling with that checkpoint', file=sys.stderr)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
 
-  n_dev = jax.device_count()
   batch_size = batch_size or config.train.eval_batch_size
-  batch_size = -(-batch_size // n_dev) * n_dev  # A multiple of the devices.
-  logits_fn = jax.jit(method.logits,
-                      in_shardings=(replicated, batch_sharding,
-                                    batch_sharding),
-                      out_shardings=batch_sharding)
+  batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
   ds = split.dataset(with_index=True).batch(batch_size)
-  index, logits = [], []
-  for batch in tqdm.tqdm(tfds.as_numpy(ds), total=-(-len(usable) // batch_size),
-                         desc=f'label {corpus}', unit='batch',
-                         dynamic_ncols=True):
-    feats, lengths = batch['features'], batch['length']
-    pad = batch_size - len(feats)
-    if pad:  # A full last batch keeps a single compiled shape.
-      feats = np.concatenate([feats, np.zeros((pad,) + feats.shape[1:],
-                                              feats.dtype)])
-      lengths = np.concatenate([lengths, np.ones(pad, lengths.dtype)])
-    out_logits = logits_fn(variables, jax.device_put(feats, batch_sharding),
-                           jax.device_put(lengths, batch_sharding))
-    logits.append(np.asarray(out_logits, np.float64)[:batch_size - pad])
-    index.append(batch['index'])
+  index = []
+
+  def chunks():
+    for batch in tqdm.tqdm(tfds.as_numpy(ds),
+                           total=-(-len(usable) // batch_size),
+                           desc=f'label {corpus}', unit='batch',
+                           dynamic_ncols=True):
+      index.append(batch['index'])
+      yield batch['features'], batch['length']
+
+  logits = train.predict_logits(method, variables, chunks(), batch_size,
+                                mesh).astype(np.float64)
   order = np.argsort(np.concatenate(index))  # Back to the listing order.
   index = np.concatenate(index)[order]
-  logits = np.concatenate(logits)[order]
+  logits = logits[order]
   probs = np.exp(logits - logits.max(axis=1, keepdims=True))
   probs /= probs.sum(axis=1, keepdims=True)
   pred = probs.argmax(axis=1)
@@ -204,7 +177,7 @@ def label(workdir: str, corpus: str, root: str | None = None,
   out = out or os.path.join(workdir, 'labels', corpus)
   os.makedirs(out, exist_ok=True)
   utts = [cached.corpus.utterances[i] for i in index]
-  _write_csv(
+  io_lib.write_csv(
       os.path.join(out, SOFT_LABELS),
       ['utt_id', 'path', 'predicted', 'confidence'] +
       [f'p_{c}' for c in classes],
@@ -215,7 +188,7 @@ def label(workdir: str, corpus: str, root: str | None = None,
     rows = np.flatnonzero(pred == k)
     best = rows[np.argsort(-probs[rows, k], kind='stable')][:top_k]
     files.append(top_k_name(top_k, name))
-    _write_csv(os.path.join(out, files[-1]),
+    io_lib.write_csv(os.path.join(out, files[-1]),
                ['rank', 'utt_id', 'path', 'posterior'],
                ([r + 1, utts[i].utt_id, utts[i].path or '',
                  _fmt(probs[i, k])] for r, i in enumerate(best)))
@@ -227,7 +200,7 @@ def label(workdir: str, corpus: str, root: str | None = None,
       utterances=len(utts), skipped=len(cached.skipped),
       predicted={c: int((pred == k).sum()) for k, c in enumerate(classes)},
       top_k=top_k, out=os.path.abspath(out), files=files)
-  _write_json(os.path.join(out, SUMMARY), summary)
+  io_lib.write_json(os.path.join(out, SUMMARY), summary)
   return summary
 
 

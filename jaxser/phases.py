@@ -56,12 +56,17 @@ class Selection:
     metric: 'uar', 'war' or 'macro_f1' (higher is better).
     groups: the groups whose parameters and batch statistics are kept at the
       best evaluation and restored when the phase ends.
+    plateau: optional `optax.contrib.reduce_on_plateau(...)`, fed the
+      selection error (1 - metric) at every evaluation; its state is kept
+      with the selection's and its `scale` multiplies the phase's updates
+      (the phase's step function applies it: `plateau_scale`).
   """
   arrays: str
   every: int
   patience: int
   groups: tuple[str, ...]
   metric: str = 'uar'
+  plateau: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +159,18 @@ def init_selection(phases, groups: dict[str, Group], params: PyTree,
         'best': jnp.full((), -jnp.inf, jnp.float32),
         'best_step': jnp.full((), -1, jnp.int32),
         'bad': jnp.zeros((), jnp.int32)}
+    if p.selection.plateau is not None:
+      out[p.name]['plateau'] = p.selection.plateau.init(
+          jnp.zeros((), jnp.float32))
   return out
+
+
+def plateau_scale(state, phase_name: str):
+  """The learning-rate factor of a phase's reduce-on-plateau (1 without)."""
+  entry = state.selection.get(phase_name, {}) if state.selection else {}
+  if 'plateau' not in entry:
+    return jnp.ones((), jnp.float32)
+  return entry['plateau'].scale
 
 
 def components(groups: dict[str, Group] | None, names, params) -> list[str]:

@@ -22,14 +22,14 @@ missing folder, no usable file) print one line and exit with status 2.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import sys
-import tempfile
 import time
 
 from absl import app
 from absl import flags
+
+from jaxser import io as io_lib
 
 _CORPUS = flags.DEFINE_string('corpus', None, 'Corpus name.')
 _ROOT = flags.DEFINE_string(
@@ -141,12 +141,8 @@ def format_summary(s: dict) -> str:
 
 def _write_json(obj: dict, path: str) -> None:
   """Writes atomically, so no reader ever sees half a summary."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  io_lib.write_json(path, obj, indent=2)
 
 
 def prepare(name: str, root: str | None, features: list[str],

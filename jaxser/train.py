@@ -41,7 +41,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -55,6 +54,7 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxser import io as io_lib
 from jaxser import metrics as metrics_lib
 from jaxser import methods as methods_lib
 from jaxser import phases as phases_lib
@@ -157,13 +157,57 @@ def method_groups(method) -> dict | None:
   return groups() if groups is not None else None
 
 
+VALIDATION_METRICS = ('war', 'uar', 'macro_f1')
+
+
+def validation_selection(config) -> phases_lib.Selection | None:
+  """The single-objective phase's early stopping on the held-out source
+  part (`config.train.validation`, `config.data.source_val_fraction`), or
+  None when `every` is 0."""
+  v = config.train.get('validation')
+  if v is None or not v.every:
+    return None
+  if v.every < 0:
+    raise ValueError('config.train.validation.every: must be >= 0, got '
+                     f'{v.every}')
+  if not config.data.get('source_val_fraction', 0.0):
+    raise ValueError('config.train.validation.every: validation needs a '
+                     'held-out source part; set config.data.'
+                     'source_val_fraction (e.g. 0.1), or every=0')
+  if v.metric not in VALIDATION_METRICS:
+    raise ValueError(f'config.train.validation.metric: unknown metric '
+                     f'{v.metric!r}; known: {", ".join(VALIDATION_METRICS)}')
+  if v.patience < 0:
+    raise ValueError('config.train.validation.patience: must be >= 0, got '
+                     f'{v.patience}')
+  plateau = None
+  if v.plateau_factor != 1.0:
+    if not 0.0 < v.plateau_factor < 1.0:
+      raise ValueError('config.train.validation.plateau_factor: must be in '
+                       f'(0, 1), or 1.0 for none; got {v.plateau_factor}')
+    if v.plateau_patience < 1:
+      raise ValueError('config.train.validation.plateau_patience: must be '
+                       f'>= 1, got {v.plateau_patience}')
+    # optax reduces on the plateau_patience-th evaluation without
+    # improvement (PyTorch's ReduceLROnPlateau on the one after).
+    plateau = optax.contrib.reduce_on_plateau(
+        factor=v.plateau_factor, patience=v.plateau_patience)
+  return phases_lib.Selection('source_val', every=int(v.every),
+                              patience=int(v.patience), groups=(),
+                              metric=v.metric, plateau=plateau)
+
+
 def method_phases(method, tx, config, arrays) -> list[phases_lib.Phase]:
   """The method's phases; one 'train' phase of `config.train.steps` over the
-  default source/target stream for a single-objective method."""
+  default source/target stream for a single-objective method (with the
+  validation of `config.train.validation`)."""
   if hasattr(method, 'phases'):
     return list(method.phases(arrays))
-  return [phases_lib.Phase('train', make_train_step(method, tx),
-                           steps=config.train.steps)]
+  selection = validation_selection(config)
+  return [phases_lib.Phase(
+      'train', make_train_step(method, tx, plateau_phase='train' if (
+          selection is not None and selection.plateau is not None) else ''),
+      steps=config.train.steps, selection=selection)]
 
 
 def phase_steps(phase: phases_lib.Phase, arrays, batch_size: int) -> int:
@@ -178,8 +222,11 @@ def phase_steps(phase: phases_lib.Phase, arrays, batch_size: int) -> int:
 
 
 def make_train_step(method: methods_lib.Method,
-                    tx: optax.GradientTransformation):
-  """(state, batch) -> (new state, metrics); pure, to be jitted."""
+                    tx: optax.GradientTransformation, plateau_phase: str = ''):
+  """(state, batch) -> (new state, metrics); pure, to be jitted. With
+  `plateau_phase`, the updates are scaled by that phase's reduce-on-plateau
+  factor (every optimiser here applies its learning rate last, so scaling
+  the update is scaling the rate)."""
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -188,8 +235,12 @@ def make_train_step(method: methods_lib.Method,
         state.params, state.batch_stats, state.method_state, batch, rng,
         state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    if plateau_phase:
+      scale = phases_lib.plateau_scale(state, plateau_phase)
+      updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
+      metrics['lr_scale'] = scale
+    params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats,
         opt_state=opt_state, method_state=method_state)
@@ -207,22 +258,29 @@ def jit_train_step(method, tx, mesh, step_fn=None):
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def evaluate(method: methods_lib.Method, state: TrainState,
-             eval_set: dict[str, np.ndarray], classes, batch_size: int,
-             mesh) -> dict:
-  """Metrics of the model on `eval_set` (arrays with a 'label' key)."""
+def predict_logits(method: methods_lib.Method, variables: dict, chunks,
+                   batch_size: int, mesh) -> np.ndarray:
+  """The one evaluation and prediction path: (N, C) float32 logits.
+
+  `chunks` yields (features, lengths) numpy arrays of at most `batch_size`
+  (rounded up to a multiple of the devices) rows, the same on every
+  process; each is padded to a full batch (one compiled shape), each
+  process feeds its slice of it, the step runs sharded on 'data' and the
+  logits are gathered. Used by training's evaluations and selection,
+  `jaxser.label` and the grid (through results.json).
+  """
   batch_sharding = NamedSharding(mesh, P('data'))
   logits_fn = _jit_logits(method, mesh)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  n = len(eval_set['label'])
   batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
   per_host = batch_size // jax.process_count()
   lo = jax.process_index() * per_host
-  preds = []
-  for start in range(0, n, batch_size):
-    feats = eval_set['features'][start:start + batch_size]
-    lengths = eval_set['length'][start:start + batch_size]
-    pad = batch_size - len(feats)
+  out = []
+  for feats, lengths in chunks:
+    n = len(feats)
+    if n > batch_size:
+      raise ValueError(f'predict_logits: a chunk of {n} rows exceeds the '
+                       f'batch size {batch_size}')
+    pad = batch_size - n
     if pad:  # A full last batch keeps a single compiled shape.
       feats = np.concatenate([feats, np.zeros((pad,) + feats.shape[1:],
                                               feats.dtype)])
@@ -234,9 +292,31 @@ def evaluate(method: methods_lib.Method, state: TrainState,
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       logits = multihost_utils.process_allgather(logits, tiled=True)
-    preds.append(np.asarray(logits).argmax(-1)[:batch_size - pad])
-  return metrics_lib.summary(eval_set['label'], np.concatenate(preds),
-                             classes)
+    out.append(np.asarray(logits, np.float32)[:n])
+  if not out:
+    return np.zeros((0, 0), np.float32)
+  return np.concatenate(out)
+
+
+def array_chunks(arrays: dict[str, np.ndarray], batch_size: int):
+  """(features, lengths) chunks of an array set, for `predict_logits`."""
+  batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
+  for start in range(0, len(arrays['features']), batch_size):
+    yield (arrays['features'][start:start + batch_size],
+           arrays['length'][start:start + batch_size])
+
+
+def evaluate(method: methods_lib.Method, state: TrainState,
+             eval_set: dict[str, np.ndarray], classes, batch_size: int,
+             mesh, return_logits: bool = False):
+  """Metrics of the model on `eval_set` (arrays with a 'label' key); with
+  `return_logits`, (metrics, (N, C) logits)."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  logits = predict_logits(method, variables,
+                          array_chunks(eval_set, batch_size), batch_size,
+                          mesh)
+  result = metrics_lib.summary(eval_set['label'], logits.argmax(-1), classes)
+  return (result, logits) if return_logits else result
 
 
 def evaluate_per_corpus(method: methods_lib.Method, state: TrainState,
@@ -299,15 +379,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
           f'(fields: {", ".join("config." + c for c in changed)}); use a new '
           'workdir, or the same config to resume')
   if jax.process_index() == 0:
-    _write_json(path, new)
-
-
-def _write_json(path: str, obj: Any) -> None:
-  """Writes atomically, so an interruption never leaves half a file."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', suffix='.tmp')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+    io_lib.write_json(path, new)
 
 
 class MetricWriter:
@@ -355,6 +427,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # fails before the data is read.
   methods_lib.get(config.method).check_config(config)
   pipeline.validate(config.data, config.train.batch_size)
+  validation_selection(config)
   _check_resumable(config, workdir)
 
   data = pipeline.load_data(config.data)
@@ -369,6 +442,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     eval_set = arrays['target_eval']
   else:
     eval_set = data.target_eval.load()
+  if data.source_val is not None:
+    arrays['source_val'] = data.source_val.load()
   groups = method_groups(method)
   tx = None if groups else make_optimizer(config.train)
   phases = method_phases(method, tx, config, arrays)
@@ -421,7 +496,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         state = state.replace(phase=jnp.asarray(index + 1, jnp.int32),
                               step=jnp.zeros((), jnp.int32))
         if jax.process_index() == 0:
-          _write_json(os.path.join(workdir, 'phases.json'), records)
+          io_lib.write_json(os.path.join(workdir, 'phases.json'), records)
         ckpt.save(offsets[index + 1], args=ocp.args.StandardSave(state),
                   force=True)
   finally:
@@ -447,10 +522,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       devices=jax.device_count())
   if multi:
     result['phases'] = records
+  elif 'selection' in records[-1]:
+    result['validation'] = records[-1]['selection']
   if hasattr(method, 'analyse'):
     result.update(method.analyse(state, arrays, data, workdir))
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'results.json'), result)
+    io_lib.write_json(os.path.join(workdir, 'results.json'), result)
   return result
 
 
@@ -518,7 +595,8 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
         state, stop = _select(method, state, phase, arrays, data.classes,
                               config.train.eval_batch_size, mesh, writer, g,
                               prefix, bar)
-      elif (config.train.eval_every and last
+      # Monitoring only: the target metrics never select anything.
+      if (config.train.eval_every and last
             and step % config.train.eval_every == 0):
         result = evaluate(method, state, eval_set, data.classes,
                           config.train.eval_batch_size, mesh)
@@ -547,6 +625,8 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
         'arrays': sel.arrays, 'metric': sel.metric,
         'best': float(best['best']), 'best_step': int(best['best_step']),
         'stopped_early': int(state.step) < steps}
+    if 'plateau' in best:
+      record['selection']['lr_scale'] = float(best['plateau'].scale)
     state = _restore_best(state, phase)
     record['selection']['restored'] = evaluate(
         method, state, arrays[sel.arrays], data.classes,
@@ -569,8 +649,18 @@ def _select(method, state, phase, arrays, classes, batch_size, mesh, writer,
   result = evaluate(method, state, arrays[sel.arrays], classes, batch_size,
                     mesh)
   value = float(result[sel.metric])
-  writer.write(g, {f'select/{prefix}{sel.metric}': value})
+  scalars = {f'select/{prefix}{sel.metric}': value}
   entry = state.selection[phase.name]
+  if sel.plateau is not None:
+    _, plateau = sel.plateau.update(jnp.zeros((), jnp.float32),
+                                    entry['plateau'], value=1.0 - value)
+    if float(plateau.scale) < float(entry['plateau'].scale):
+      bar.write(f'{phase.name}: {sel.metric} on {sel.arrays} on a plateau; '
+                f'learning rate x{float(plateau.scale):g} from step '
+                f'{int(state.step)}')
+    entry = dict(entry, plateau=plateau)
+    scalars[f'select/{prefix}lr_scale'] = float(plateau.scale)
+  writer.write(g, scalars)
   if value > float(entry['best']):
     comps = list(entry['params'])
     entry = dict(

@@ -23,6 +23,13 @@ Protocols:
 Target labels reach the model only under `within` and `multi_corpus` (where
 every corpus is a training corpus).
 
+Source validation: with `source_val_fraction` > 0 (not under multi_corpus),
+that share of every source corpus, drawn at random within each class
+(seeded by `split_seed`), is held out of the labelled training set as
+`Data.source_val`: the multitask paper's S_va, the set validation-based early
+stopping and reduce-on-plateau read (`config.train.validation`). It never
+holds target labels.
+
 Every example also carries speaker metadata that is not an emotion label and
 so may be used on the target too (DIFL's adversarial heads do): 'gender'
 (0 = f, 1 = m, -1 unknown) and 'language' (index into `Data.languages`, the
@@ -163,11 +170,15 @@ class Data:
   left_out: dict[str, int]  # corpus -> utterances the task does not cover.
   skipped: dict[str, int]  # corpus -> unusable files.
   languages: tuple[str, ...] = ()  # The 'language' vocabulary.
+  source_val: Split | None = None  # Held-out labelled source part.
 
   def summary(self) -> str:
     k = len(self.classes)
+    val = ('' if self.source_val is None else
+           f'source validation: {self.source_val.size} '
+           f'{self.source_val.class_counts(k)} | ')
     return (f'source {self.source_train.name}: {self.source_train.size} '
-            f'{self.source_train.class_counts(k)} | target train '
+            f'{self.source_train.class_counts(k)} | {val}target train '
             f'{self.target_train.name}: {self.target_train.size} | target eval:'
             f' {self.target_eval.size} {self.target_eval.class_counts(k)} | '
             f'classes {list(self.classes)} | left out (task) {self.left_out} '
@@ -208,6 +219,14 @@ def validate(data_cfg, batch_size: int) -> None:
   if data_cfg.protocol not in PROTOCOLS:
     raise ValueError(f'config.data.protocol: unknown protocol '
                      f'{data_cfg.protocol!r}; known: {", ".join(PROTOCOLS)}')
+  val = data_cfg.get('source_val_fraction', 0.0)
+  if not 0.0 <= val < 1.0:
+    raise ValueError('config.data.source_val_fraction: must be in [0, 1), '
+                     f'got {val}')
+  if val and data_cfg.protocol == 'multi_corpus':
+    raise ValueError('config.data.source_val_fraction: not available under '
+                     "protocol 'multi_corpus' (every corpus's training part "
+                     'is also its unlabelled stream); use 0')
   if not 0.0 < data_cfg.target_train_fraction < 1.0:
     raise ValueError('config.data.target_train_fraction: must be in (0, 1), '
                      f'got {data_cfg.target_train_fraction}')
@@ -346,12 +365,36 @@ def load_data(data_cfg) -> Data:
       parts.append(Part(cached, idx, lab, d,
                         normalization(cached, data_cfg)))
     source_train = Split(parts)
+  source_val = None
+  if data_cfg.get('source_val_fraction', 0.0):
+    source_train, source_val = hold_out(
+        source_train, data_cfg.source_val_fraction,
+        data_cfg.get('split_seed', 0))
   data = Data(classes, source_train, target_train, target_eval, left_out,
-              skipped)
+              skipped, source_val=source_val)
   data = _with_languages(data)
   if jax.process_index() == 0:
     print(f'data: {data.summary()}', flush=True)
   return data
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+  """(kept, held out): `fraction` of every part's utterances of each class
+  (rounded, at least one where the class has two or more), at random."""
+  kept, held = [], []
+  for k, part in enumerate(split.parts):
+    rng = np.random.default_rng([seed, k, 7])
+    out = np.zeros(len(part.indices), bool)
+    for c in np.unique(part.labels):
+      rows = np.flatnonzero(part.labels == c)
+      n = int(round(fraction * len(rows)))
+      n = min(max(n, 1), len(rows) - 1)
+      out[rng.choice(rows, n, replace=False)] = True
+    kept.append(dataclasses.replace(part, indices=part.indices[~out],
+                                    labels=part.labels[~out]))
+    held.append(dataclasses.replace(part, indices=part.indices[out],
+                                    labels=part.labels[out]))
+  return Split(kept), Split(held)
 
 
 def _multi_corpus_splits(data_cfg, labelled):
@@ -388,7 +431,8 @@ def _with_languages(data: Data) -> Data:
   """Gives every part the run's language vocabulary: the sorted non-empty
   languages of all utterances of the run's corpora."""
   parts = [p for split in (data.source_train, data.target_train,
-                           data.target_eval) for p in split.parts]
+                           data.target_eval, data.source_val)
+           if split is not None for p in split.parts]
   vocab = tuple(sorted({u.language for p in parts
                         for u in p.cached.corpus.utterances if u.language}))
   for p in parts:
