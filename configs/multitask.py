@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.multitask.im_domains = 'both'  # | 'target'.
   c.multitask.aug_target = 'type'  # a_1..a_5 (eq. 7) | 'transforms'.
   c.multitask.augment = True
+  c.multitask.use_target = True  # False: Table 11's "without target data".
+  # Text only (configs/multitask_text.py): token cutoff.
+  c.multitask.cutoff_p = 0.15
+  c.multitask.cutoff_keep_special = True  # [CLS], [SEP] (paper: not said).
   # Table 2 / torch-audiomentations ranges (jaxser/augment.py).
   c.multitask.aug = ml_collections.ConfigDict(dict(
       p=0.3,

@@ -248,3 +248,33 @@ def augment(rng: jax.Array, wave: jax.Array, lengths: jax.Array,
   """Draws and applies an augmentation per example; returns (wave, Draw)."""
   d = draw(rng, lengths, wave.shape[1], config)
   return apply(wave, lengths, d, config), d
+
+
+def token_cutoff(rng: jax.Array, ids: jax.Array, lengths: jax.Array,
+                 p: float, keep_special: bool = True) -> jax.Array:
+  """Token cutoff (Shen et al. 2020), the multitask paper's text
+  augmentation (its section 3.2.3): every valid token id is set to 0 with
+  probability p, independently, so that no trace of the removed token is
+  left in the input embeddings.
+
+    x'_bt = 0 if u_bt < p and t is a cut-able position, else x_bt,
+    u_bt ~ U[0, 1).
+
+  Positions from `lengths` on (padding) are left as they are. With
+  `keep_special` (our choice; the paper does not say) the first and the last
+  valid token, BERT's [CLS] and [SEP], are never cut.
+
+  Args:
+    rng: key.
+    ids: (B, T) token ids (any numeric dtype; returned in the same dtype).
+    lengths: (B,) valid tokens per row.
+    p: the cutoff probability (0.15 in the paper).
+    keep_special: keep the first and last valid token.
+  """
+  t = jnp.arange(ids.shape[1])[None, :]
+  lengths = lengths[:, None]
+  cut = jax.random.uniform(rng, ids.shape) < p
+  cut &= t < lengths
+  if keep_special:
+    cut &= (t > 0) & (t < lengths - 1)
+  return jnp.where(cut, jnp.zeros((), ids.dtype), ids)

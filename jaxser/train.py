@@ -58,6 +58,7 @@ from jaxser import io as io_lib
 from jaxser import metrics as metrics_lib
 from jaxser import methods as methods_lib
 from jaxser import phases as phases_lib
+from jaxser import predictions as predictions_lib
 from jaxser.data import pipeline
 
 # Config fields that may change between a run and its resumption.
@@ -441,7 +442,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     arrays = method.arrays(pipeline.load_arrays(data), config.seed)
     eval_set = arrays['target_eval']
   else:
-    eval_set = data.target_eval.load()
+    eval_set = data.target_eval.load(with_index=True)
   if data.source_val is not None:
     arrays['source_val'] = data.source_val.load()
   groups = method_groups(method)
@@ -503,8 +504,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ckpt.wait_until_finished()
     ckpt.close()
 
-  result = evaluate(method, state, eval_set, data.classes,
-                    config.train.eval_batch_size, mesh)
+  result, logits = evaluate(method, state, eval_set, data.classes,
+                            config.train.eval_batch_size, mesh,
+                            return_logits=True)
+  if jax.process_index() == 0:
+    predictions_lib.write(os.path.join(workdir, predictions_lib.FILE),
+                      data.target_eval.utterances_of(eval_set),
+                      eval_set['label'], logits, data.classes)
   if config.data.protocol == 'multi_corpus':
     result['per_corpus'] = evaluate_per_corpus(
         method, state, eval_set, data, config.train.eval_batch_size, mesh)

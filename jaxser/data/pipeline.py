@@ -130,11 +130,20 @@ class Split:
       out = ds if out is None else out.concatenate(ds)
     return out
 
-  def load(self) -> dict[str, np.ndarray]:
-    """The whole split as numpy arrays, in listing order."""
+  def load(self, with_index: bool = False) -> dict[str, np.ndarray]:
+    """The whole split as numpy arrays (with 'index' into each part's
+    listing when `with_index`; 'domain' tells the parts apart)."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    rows = list(tfds.as_numpy(self.dataset()))
+    rows = list(tfds.as_numpy(self.dataset(with_index=with_index)))
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+  def utterances_of(self, arrays: dict[str, np.ndarray]
+                    ) -> list[corpus_lib.Utterance]:
+    """The utterance of every row of `arrays` (loaded with 'index')."""
+    by_domain = {p.domain: p.cached.corpus.utterances for p in self.parts}
+    return [by_domain[int(d)][int(i)]
+            for d, i in zip(arrays['domain'], arrays['index'])]
 
 
 def _indexed_example(ex, **kwargs):

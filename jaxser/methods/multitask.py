@@ -16,6 +16,17 @@ features by an on-device front end (`config.model.frontend`,
   * L_aug (eq. 7): the augmentation-type classifier.
 Evaluation runs the front end and the network on the clean waveform.
 
+Text (section 3.2, configs/multitask_text.py): on a network that takes token
+ids (`bert`, data.features = 'tokens') the same objective runs on transcripts,
+the augmentation being token cutoff (`augment.token_cutoff`, p =
+`multitask.cutoff_p`) and without the augmentation-type task (one type only:
+lambda_aug must be 0). The modality follows from the network's input kind.
+
+Table 11's ablations are config switches: lambda_cl = 0 (without CL),
+lambda_im = 0 (without IM), lambda_aug = 0 (without the augmentation
+classifier), lambda_aug = 0.5, `multitask.use_target = False` (without target
+data: CL and IM on the source batch only, no target batch read).
+
 The network is `config.model.name`, any registered one that takes what the
 front end computes: 'cnn_tcn' by default (Emo-DNA's CNN + TCN emotion
 encoder on `mfcc40` features, h = E, 128-d), or e.g. 'cnn_gru'; h is the
@@ -40,6 +51,10 @@ Choices where the paper is silent or ambiguous (each a config field):
     prediction p_bar is its own, as in the paper's single-corpus batches.
   * Source and target, both views, go through the network as one batch (so
     batch norm sees all of them).
+  * Text: "five augmented copies" of every utterance per epoch. Here every
+    step draws fresh cutoff masks for its two views, so five copies per
+    epoch are five passes over the data: the run's length is train.steps.
+    [CLS] and [SEP] are never cut (`multitask.cutoff_keep_special`).
 
 With all three auxiliary weights 0 the target batch is not used and, with
 `multitask.augment = False`, a single clean view is trained. The baseline is
@@ -63,6 +78,7 @@ from jaxser.models import classifier
 from jaxser.models import registry
 
 AUG_TARGETS = ('type', 'transforms')
+MODALITIES = ('audio', 'text')
 CONTRASTIVE_PAIRS = ('per_domain', 'joint')
 IM_DOMAINS = ('both', 'target')
 
@@ -141,10 +157,18 @@ class Multitask(base.Method):
     if m.lambda_aug > 0 and not m.augment:
       raise ValueError('config.multitask.lambda_aug: the augmentation-type '
                        'task needs config.multitask.augment = True')
-    self.aug_config = augment_lib.AugmentConfig(**m.aug.to_dict())
+    self.modality = self.modality_of(config)
+    if self.modality == 'audio':
+      self.aug_config = augment_lib.AugmentConfig(**m.aug.to_dict())
+    self.cutoff_p = float(m.get('cutoff_p', 0.15))
+    if not 0.0 <= self.cutoff_p < 1.0:
+      raise ValueError('config.multitask.cutoff_p: must be in [0, 1), got '
+                       f'{self.cutoff_p}')
     # Static structure of the step: the target batch is used only by the
-    # auxiliary tasks, the second view only by the contrastive task.
-    self.use_target = max(m.lambda_cl, m.lambda_im, m.lambda_aug) > 0
+    # auxiliary tasks (and not at all without target data), the second view
+    # only by the contrastive task.
+    self.use_target = bool(m.get('use_target', True)) and max(
+        m.lambda_cl, m.lambda_im, m.lambda_aug) > 0
     self.num_views = 2 if m.lambda_cl > 0 else 1
     # The emotion model's pieces, with the network under 'encoder' as in
     # this method's parameter tree before the network registry.
@@ -158,23 +182,43 @@ class Multitask(base.Method):
         projection_hidden=config.model.projection_hidden,
         projection_dim=config.model.projection_dim)
 
+  @staticmethod
+  def modality_of(config) -> str:
+    """'text' on a network that takes token ids, else 'audio'."""
+    return ('text' if registry.get(config.model.name).inputs == 'tokens'
+            else 'audio')
+
   @classmethod
   def check_config(cls, config):
-    if config.data.features != 'waveform':
+    modality = cls.modality_of(config)
+    if modality == 'audio' and config.data.features != 'waveform':
       raise ValueError(
           'config.data.features: the multitask method augments raw audio '
-          f"and needs 'waveform', got {config.data.features!r}")
+          f"and needs 'waveform', got {config.data.features!r} (or a network "
+          "that takes token ids, e.g. config.model.name='bert', for text)")
+    if modality == 'text' and config.multitask.lambda_aug > 0:
+      raise ValueError(
+          'config.multitask.lambda_aug: text has one augmentation type '
+          '(token cutoff), so no augmentation-type task; set it to 0')
     registry.check(config)
 
   def views(self, rng, wave, lengths):
     """num_views augmented copies of the batch and their aug-task labels.
 
+    `wave`: (N, T) waveforms, or token ids for text.
+
     Returns:
       (waves (V, N, T), aug labels: (V, N) int types, or (V, N, 7) float
-      transform indicators, or None without augmentation).
+      transform indicators, or None without augmentation or for text).
     """
     if not self.config.multitask.augment:
       return jnp.stack([wave] * self.num_views), None
+    if self.modality == 'text':
+      keep = bool(self.config.multitask.get('cutoff_keep_special', True))
+      return jnp.stack([
+          augment_lib.token_cutoff(jax.random.fold_in(rng, v), wave, lengths,
+                                   self.cutoff_p, keep)
+          for v in range(self.num_views)]), None
     waves, labels = [], []
     for v in range(self.num_views):
       x, d = augment_lib.augment(jax.random.fold_in(rng, v), wave, lengths,
