@@ -13,6 +13,7 @@ import pytest
 from conftest import tiny_config
 from jaxser import io as io_lib
 from jaxser import phases as phases_lib
+from jaxser import predictions as predictions_lib
 from jaxser import train
 from jaxser.data import pipeline
 
@@ -133,6 +134,16 @@ def test_validation_restores_the_best_state_and_resume_matches(tmp_path,
   resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
   assert resumed['confusion'] == full['confusion']
   assert resumed['validation'] == full['validation']
+
+  # predictions.csv holds the final evaluation's logits, one row per
+  # target utterance: its argmax gives results.json's confusion matrix.
+  keys, labels, logits, classes = predictions_lib.read(
+      str(tmp_path / 'full' / predictions_lib.FILE))
+  assert list(classes) == full['classes'] and len(keys) == full['num_eval']
+  assert len(set(keys)) == len(keys) and {k[0] for k in keys} == {'tiny_tgt'}
+  confusion = np.zeros((4, 4), int)
+  np.add.at(confusion, (labels, logits.argmax(-1)), 1)
+  assert confusion.tolist() == full['confusion']
 
 
 def test_early_stopping_stops_after_patience(tmp_path, cache_dir):
