@@ -15,6 +15,14 @@ changed feature parameter or corpus listing builds a new dataset. Each example
 holds the features, their true length and the utterance's index into the
 corpus listing; labels are looked up at read time so that changing the task
 never rebuilds the cache. Nothing is ever downloaded.
+
+Text feature sets (`tokens`) are computed from the transcripts in the main
+process, without reading or decoding any audio. Their cache is keyed by the
+corpus fingerprint with its transcripts; audio sets' by the fingerprint
+without them, so gaining transcripts never rebuilds an audio cache.
+Utterances without a transcript are skipped (reason 'no transcript', as
+unreadable audio files are); a corpus with none at all is an error. Features
+are stored as the set's dtype (float32; int32 token ids).
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ import tqdm
 
 from jaxser.data import audio as audio_lib
 from jaxser.data.corpus import Corpus
+from jaxser.data.corpus import CorpusError
 from jaxser.data.features import FeatureConfig
 
 CHUNK = 64
+NO_TEXT = 'no transcript'  # Skip reason of an utterance without text.
 
 
 @dataclasses.dataclass
@@ -54,6 +64,7 @@ class CachedCorpus:
     feature_shape: per-utterance shape of 'features'.
     meta_path: the cache's metadata file; files derived from the cache
       (e.g. normalisation statistics) are saved beside it.
+    feature_dtype: dtype of 'features' (float32; int32 for token ids).
   """
   corpus: Corpus
   feature: FeatureConfig
@@ -62,14 +73,27 @@ class CachedCorpus:
   usable: np.ndarray
   feature_shape: tuple[int, ...]
   meta_path: str
+  feature_dtype: np.dtype = np.dtype(np.float32)
 
 
 def _extract_chunk(corpus: Corpus, feature: FeatureConfig, start: int,
                    stop: int) -> dict:
-  """Featurises utterances [start, stop); bad files are skipped with a reason."""
+  """Featurises utterances [start, stop); bad files are skipped with a reason.
+
+  Text sets read the transcript alone; an utterance without one is skipped.
+  """
   feats, lengths, indices, skipped = [], [], [], []
   for i in range(start, stop):
     utt = corpus.utterances[i]
+    if feature.reads_text:
+      if not utt.text.strip():
+        skipped.append((utt.utt_id, NO_TEXT))
+        continue
+      x, n = feature.compute_text(utt.text)
+      feats.append(x)
+      lengths.append(n)
+      indices.append(i)
+      continue
     try:
       wav = corpus.read_audio(utt)
       audio_lib.check(wav)
@@ -86,9 +110,10 @@ def _extract_chunk(corpus: Corpus, feature: FeatureConfig, start: int,
               skipped=skipped)
 
 
-def _write_chunk(path: str, result: dict, shape: tuple[int, ...]) -> None:
+def _write_chunk(path: str, result: dict, shape: tuple[int, ...],
+                 dtype=np.float32) -> None:
   feats = (np.stack(result['features']) if result['features']
-           else np.zeros((0,) + shape, np.float32))
+           else np.zeros((0,) + shape, dtype))
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
   with os.fdopen(fd, 'wb') as f:
     np.savez(f, features=feats,
@@ -99,7 +124,10 @@ def _write_chunk(path: str, result: dict, shape: tuple[int, ...]) -> None:
 
 
 def _probe_shape(corpus: Corpus, feature: FeatureConfig) -> tuple[int, ...]:
-  """Feature shape, from one second of silence-free noise."""
+  """Feature shape, from one second of silence-free noise (a word for text
+  sets)."""
+  if feature.reads_text:
+    return tuple(feature.compute_text('probe')[0].shape)
   rng = np.random.default_rng(0)
   x, _ = feature.compute(
       (0.1 * rng.standard_normal(16000)).astype(np.float32))
@@ -133,10 +161,12 @@ def _extract_all(corpus: Corpus, feature: FeatureConfig, staging: str,
   bar = tqdm.tqdm(total=n, initial=n - sum(b - a for a, b in todo),
                   desc=f'features {corpus.name}/{feature.name}', unit='utt',
                   dynamic_ncols=True)
-  if workers <= 1:
+  if workers <= 1 or feature.reads_text:
+    # Tokenising is fast: worker processes would cost more than they save.
     for a, b in todo:
       _write_chunk(os.path.join(staging, f'{a:08d}.npz'),
-                   _extract_chunk(corpus, feature, a, b), shape)
+                   _extract_chunk(corpus, feature, a, b), shape,
+                   feature.dtype)
       bar.update(b - a)
   else:
     # Spawned (not forked) workers: the parent may already hold JAX / TF
@@ -152,7 +182,7 @@ def _extract_all(corpus: Corpus, feature: FeatureConfig, staging: str,
       for fut in concurrent.futures.as_completed(futures):
         a, b = futures[fut]
         _write_chunk(os.path.join(staging, f'{a:08d}.npz'), fut.result(),
-                     shape)
+                     shape, feature.dtype)
         bar.update(b - a)
   bar.close()
 
@@ -175,16 +205,18 @@ def _builder_class():
     """Cached features of one corpus under one feature config."""
     VERSION = tfds.core.Version('1.0.0')
 
-    def __init__(self, *, shape=None, staging=None, **kwargs):
+    def __init__(self, *, shape=None, staging=None, dtype='float32',
+                 **kwargs):
       self._shape = shape
       self._staging = staging
+      self._dtype = tf.as_dtype(dtype)
       super().__init__(**kwargs)
 
     def _info(self):
       return self.dataset_info_from_configs(
           features=tfds.features.FeaturesDict({
               'features': tfds.features.Tensor(
-                  shape=self._shape, dtype=tf.float32),
+                  shape=self._shape, dtype=self._dtype),
               'length': tfds.features.Scalar(dtype=tf.int32),
               'index': tfds.features.Scalar(dtype=tf.int32),
           }))
@@ -203,9 +235,16 @@ def _builder_class():
 
 def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
           workers: int = 0) -> CachedCorpus:
-  """Builds the cache of `corpus` under `feature` if needed, and opens it."""
+  """Builds the cache of `corpus` under `feature` if needed, and opens it.
+
+  Raises:
+    CorpusError: a text set on a corpus without any transcript.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  key = f'{feature.key()}_{corpus.fingerprint()[:8]}'
+  if feature.reads_text:
+    check_text(corpus, feature)
+  key = (f'{feature.key()}_'
+         f'{corpus.fingerprint(text=feature.reads_text)[:8]}')
   data_dir = os.path.join(os.path.expanduser(cache_dir), corpus.name)
   meta_path = os.path.join(data_dir, f'{key}.json')
   staging = os.path.join(data_dir, f'{key}.staging')
@@ -225,12 +264,13 @@ def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
           f'{len(corpus.utterances)} files is usable; first reasons: '
           f'{skipped[:3]}')
     builder = builder_cls(data_dir=data_dir, config=config, shape=shape,
-                          staging=staging)
+                          staging=staging, dtype=feature.dtype.name)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     meta = dict(corpus=corpus.name, feature=feature.name,
                 params=dict(feature.params), frames=feature.frames,
-                shape=list(shape), usable=sorted(usable),
+                shape=list(shape), dtype=feature.dtype.name,
+                usable=sorted(usable),
                 skipped=[list(s) for s in skipped],
                 utterances=[u.to_json() for u in corpus.utterances])
     fd, tmp = tempfile.mkstemp(dir=data_dir, suffix='.tmp')
@@ -244,9 +284,22 @@ def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
   with open(meta_path) as f:
     meta = json.load(f)
   shape = tuple(meta['shape'])
-  builder = builder_cls(data_dir=data_dir, config=config, shape=shape)
+  dtype = meta.get('dtype', 'float32')  # Caches before int32 ids: float32.
+  builder = builder_cls(data_dir=data_dir, config=config, shape=shape,
+                        dtype=dtype)
   return CachedCorpus(
       corpus=corpus, feature=feature, builder=builder,
       skipped=[tuple(s) for s in meta['skipped']],
       usable=np.asarray(meta['usable'], np.int64), feature_shape=shape,
-      meta_path=meta_path)
+      meta_path=meta_path, feature_dtype=np.dtype(dtype))
+
+
+def check_text(corpus: Corpus, feature: FeatureConfig) -> None:
+  """A one-line CorpusError when a text set meets a corpus with no
+  transcript at all (some missing ones are skipped instead)."""
+  missing, n = corpus.untranscribed(), len(corpus.utterances)
+  if missing == n:
+    raise CorpusError(
+        f'config.data.features={feature.name!r} needs transcripts, corpus '
+        f'{corpus.name!r} has none ({missing} of {n} utterances without '
+        'text)')

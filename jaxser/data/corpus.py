@@ -45,6 +45,9 @@ class Utterance:
       the corpus's own scale (see `Corpus.dim_scale`), empty when none.
     path: audio file, or None for synthetic utterances.
     partition: the corpus's own partition ('train', 'test', ...) or ''.
+    text: the transcript ('' when unknown); read only by text feature sets
+      (`tokens`). An empty text is left out of `to_json`, so a corpus
+      without transcripts keeps the fingerprint it had before the field.
   """
   utt_id: str
   corpus: str
@@ -55,10 +58,13 @@ class Utterance:
   dims: Mapping[str, float] = dataclasses.field(default_factory=dict)
   path: str | None = None
   partition: str = ''
+  text: str = ''
 
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
     d['dims'] = dict(self.dims)
+    if not d['text']:
+      del d['text']
     return d
 
   @classmethod
@@ -97,12 +103,29 @@ class Corpus:
     from jaxser.data import audio  # pylint: disable=g-import-not-at-top
     return audio.load(utt.path)
 
-  def fingerprint(self) -> str:
-    """A hash of what the cache depends on: the listing and the files' stat."""
+  @property
+  def has_text(self) -> bool:
+    """Whether any utterance has a transcript."""
+    return any(u.text.strip() for u in self.utterances)
+
+  def untranscribed(self) -> int:
+    """The number of utterances without a transcript (blank text counts)."""
+    return sum(1 for u in self.utterances if not u.text.strip())
+
+  def fingerprint(self, text: bool = True) -> str:
+    """A hash of what the cache depends on: the listing and the files' stat.
+
+    With `text=False` the transcripts are left out, so that the caches of
+    audio features do not change when a corpus gains or fixes transcripts
+    (every corpus without them hashes the same either way).
+    """
     h = hashlib.sha1()
     h.update(f'{self.name}|{self.version}|{self.dim_scale}'.encode())
     for u in self.utterances:
-      h.update(json.dumps(u.to_json(), sort_keys=True).encode())
+      d = u.to_json()
+      if not text:
+        d.pop('text', None)
+      h.update(json.dumps(d, sort_keys=True).encode())
       if u.path is not None:
         try:
           st = os.stat(u.path)

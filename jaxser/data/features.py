@@ -1,4 +1,5 @@
-"""Feature sets: named, configurable functions from a 16 kHz waveform to arrays.
+"""Feature sets: named, configurable functions from a 16 kHz waveform (or, for
+text sets, the utterance's transcript) to arrays.
 
 Each feature set is registered under a name with its default parameters. A
 feature configuration is the name plus the parameters it was computed with;
@@ -14,7 +15,14 @@ parameter that fixes that axis (`length_param`), so that the data config's
 Sets: `mfcc40` (Emo-DNA), `logmel80` / `logmel128` (MMD-SER), `fbank128`
 (the Audio Spectrogram Transformer's Kaldi fbank), `spec_segments` (DIFL),
 `emobase`, `is10`, `egemaps` (openSMILE functionals), `waveform` (the
-samples themselves, for front ends that run on the accelerator).
+samples themselves, for front ends that run on the accelerator), `tokens`
+(BERT token ids of the transcript, int32; never reads audio).
+
+A text set (`reads='text'`) is computed from `Utterance.text` by
+`FeatureConfig.compute_text`; the cache skips utterances without a
+transcript and refuses a corpus that has none. A set that reads files
+besides its parameters (a tokenizer) names them in the cache key through its
+`identity`, so a changed file never reuses a stale cache.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 from typing import Any, Callable
+import zlib
 
 import numpy as np
 # openSMILE's native library must be loaded before TensorFlow's: with TF
@@ -46,27 +56,51 @@ class FeatureSet:
       is padded or cropped to a fixed length.
     length_param: the parameter that fixes that length, for sets whose first
       axis is not frames; None: the data config's `frames` fixes it.
+    kind: the input kind a network takes it as (a key of
+      `jaxser.models.registry.INPUT_KINDS`), where `frame_level` does not
+      tell it; read by `registry.feature_kind`.
+    reads: 'audio' (`fn(waveform, **params)`) or 'text' (`fn(transcript,
+      **params)`, never given audio).
+    dtype: numpy dtype name of the stored arrays.
+    identity: params -> a string naming what `fn` reads besides its
+      parameters (e.g. a hash of a tokenizer's files), part of the cache key;
+      None: nothing.
+    check: params -> None, raising a one-line ValueError that names the
+      `config.data.feature_params` field of a bad value; None: no check.
   """
   name: str
   fn: Callable[..., np.ndarray]
   defaults: dict[str, Any]
   frame_level: bool = True
   length_param: str | None = None
+  kind: str | None = None
+  reads: str = 'audio'
+  dtype: str = 'float32'
+  identity: Callable[..., str] | None = None
+  check: Callable[..., None] | None = None
 
 
 _FEATURES: dict[str, FeatureSet] = {}
+READS = ('audio', 'text')
 
 
 def register(name: str, frame_level: bool = True,
-             length_param: str | None = None, **defaults):
+             length_param: str | None = None, *, kind: str | None = None,
+             reads: str = 'audio', dtype: str = 'float32',
+             identity: Callable[..., str] | None = None,
+             check: Callable[..., None] | None = None, **defaults):
   if length_param is not None and (not frame_level
                                    or length_param not in defaults):
     raise ValueError(f'feature set {name!r}: length_param {length_param!r} '
                      'must be a parameter of a frame-level set')
+  if reads not in READS:
+    raise ValueError(f'feature set {name!r}: reads must be one of {READS}, '
+                     f'got {reads!r}')
 
   def wrap(fn):
     _FEATURES[name] = FeatureSet(name, fn, dict(defaults), frame_level,
-                                 length_param)
+                                 length_param, kind=kind, reads=reads,
+                                 dtype=dtype, identity=identity, check=check)
     return fn
   return wrap
 
@@ -101,6 +135,8 @@ class FeatureConfig:
           f'{sorted(unknown)} for feature set {name!r}; known: '
           f'{sorted(fs.defaults)}')
     params = {**fs.defaults, **overrides}
+    if fs.check is not None:
+      fs.check(params)
     if fs.length_param is not None:
       frames = int(params[fs.length_param])
     elif not fs.frame_level:
@@ -113,19 +149,58 @@ class FeatureConfig:
     # switching `features` on the command line keeps every set's defaults.
     all_params = data_cfg.get('feature_params') or {}
     overrides = dict(all_params.get(data_cfg.features) or {})
-    return cls.create(data_cfg.features, data_cfg.get('frames'), **overrides)
+    fc = cls.create(data_cfg.features, data_cfg.get('frames'), **overrides)
+    normalize = data_cfg.get('normalize', 'none')
+    if fc.dtype.kind in 'iu' and normalize != 'none':
+      raise ValueError(
+          f"config.data.normalize: {normalize!r} does not apply to the "
+          f"integer ids of config.data.features={fc.name!r}; use 'none'")
+    return fc
+
+  @property
+  def reads_text(self) -> bool:
+    """Whether this set is computed from transcripts rather than audio."""
+    return get(self.name).reads == 'text'
+
+  @property
+  def dtype(self) -> np.dtype:
+    """The dtype of the arrays it computes (and the cache stores)."""
+    return np.dtype(get(self.name).dtype)
 
   def key(self) -> str:
     """A short stable name of this configuration, used to key the cache."""
-    blob = json.dumps([self.name, self.params, self.frames], sort_keys=True)
+    fs = get(self.name)
+    parts = [self.name, self.params, self.frames]
+    if fs.identity is not None:
+      parts.append(fs.identity(**dict(self.params)))
+    blob = json.dumps(parts, sort_keys=True)
     return f'{self.name}_{hashlib.sha1(blob.encode()).hexdigest()[:10]}'
 
   def compute(self, wav: np.ndarray) -> tuple[np.ndarray, int]:
     """Features of `wav` and the number of valid (unpadded) first-axis rows."""
     fs = get(self.name)
-    x = np.asarray(fs.fn(wav, **dict(self.params)), np.float32)
+    if fs.reads != 'audio':
+      raise ValueError(f'feature set {self.name!r} is computed from '
+                       'transcripts (compute_text), not audio')
+    x = np.asarray(fs.fn(wav, **dict(self.params)), fs.dtype)
     if not fs.frame_level:
       return x, 1
+    return fix_length(x, self.frames)
+
+  def compute_text(self, text: str) -> tuple[np.ndarray, int]:
+    """Features of a transcript (text sets) and the number of valid rows.
+
+    The set's function returns at most `frames` rows (it truncates itself,
+    e.g. keeping [SEP] last); they are zero-padded at the end.
+    """
+    fs = get(self.name)
+    if fs.reads != 'text':
+      raise ValueError(f'feature set {self.name!r} is computed from audio '
+                       '(compute), not transcripts')
+    x = np.asarray(fs.fn(text, **dict(self.params)), fs.dtype)
+    if self.frames is not None and x.shape[0] > self.frames:
+      raise ValueError(f'feature set {self.name!r}: {x.shape[0]} rows for '
+                       f'at most {self.frames}')
     return fix_length(x, self.frames)
 
 
@@ -325,3 +400,143 @@ def opensmile_functionals(wav, *, feature_set):
   eGeMAPS v02, 88 dims. `feature_set` names an `opensmile.FeatureSet` member.
   """
   return _smile(feature_set).process_signal(wav, SAMPLE_RATE).to_numpy()[0]
+
+
+# Token ids of the transcript for BERT-style text encoders.
+
+# bert-base-uncased's special ids; ids below FIRST_FREE_ID are reserved
+# (BERT's vocabulary keeps [unused*] and the specials there).
+PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 100, 101, 102
+FIRST_FREE_ID = 1000
+BUILTIN_TOKENIZER = 'builtin:bert-normalizer+bert-pretokenizer+crc32:v1'
+
+
+@functools.lru_cache(maxsize=None)
+def _bert_splitter():
+  """BERT's normaliser (lower-case, strip accents, clean, split CJK) and
+  pre-tokeniser (whitespace and punctuation) from `tokenizers`."""
+  from tokenizers import normalizers  # pylint: disable=g-import-not-at-top
+  from tokenizers import pre_tokenizers  # pylint: disable=g-import-not-at-top
+  return (normalizers.BertNormalizer(clean_text=True,
+                                     handle_chinese_chars=True,
+                                     strip_accents=None, lowercase=True),
+          pre_tokenizers.BertPreTokenizer())
+
+
+def builtin_words(text: str) -> list[str]:
+  """The words the built-in tokenizer hashes: BERT-normalised, split."""
+  normalizer, pre_tokenizer = _bert_splitter()
+  return [w for w, _ in pre_tokenizer.pre_tokenize_str(
+      normalizer.normalize_str(text))]
+
+
+def builtin_tokenize(text: str, max_length: int,
+                     vocab_size: int) -> np.ndarray:
+  """[CLS] word ids [SEP] of `text` by the built-in hashing tokenizer, int32.
+
+  Each word of `builtin_words` (BERT's normalisation and split: lower-case,
+  accents stripped, punctuation split off) gets the id FIRST_FREE_ID +
+  crc32(utf-8 word) mod (vocab_size - FIRST_FREE_ID): stable across runs,
+  processes and machines, with bert-base-uncased's specials ([PAD] 0,
+  [UNK] 100, [CLS] 101, [SEP] 102) and ids below 1000 never given to a word.
+  Words are cut after max_length - 2, so [SEP] stays last. Distinct words may
+  share an id (hash collisions), and there are no word pieces: it stands in
+  for a checkpoint's tokenizer in tests and CPU runs, not for BERT's own.
+  """
+  span = vocab_size - FIRST_FREE_ID
+  ids = [FIRST_FREE_ID + zlib.crc32(w.encode('utf-8')) % span
+         for w in builtin_words(text)[:max(max_length - 2, 0)]]
+  return np.asarray([CLS_ID, *ids, SEP_ID], np.int32)
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_tokenizer(directory: str, signature: tuple):
+  """The tokenizer of a checkpoint directory, loaded once per process and
+  `signature` (its files' sizes and times: a changed file reloads)."""
+  del signature  # Part of the lru key only.
+  from jaxser.models import bert  # pylint: disable=g-import-not-at-top
+  return bert.load_tokenizer(directory)
+
+
+def _signature(directory: str) -> tuple:
+  out = []
+  for name in _TOKENIZER_FILES:
+    try:
+      st = os.stat(os.path.join(directory, name))
+      out.append((name, st.st_size, st.st_mtime_ns))
+    except OSError:
+      pass
+  return tuple(out)
+
+
+# What `jaxser.models.bert.load_tokenizer` reads: tokenizer.json, else
+# vocab.txt with the lower-casing flags of tokenizer_config.json/config.json.
+_TOKENIZER_FILES = ('tokenizer.json', 'vocab.txt', 'tokenizer_config.json',
+                    'config.json')
+
+
+def tokenizer_identity(*, tokenizer: str, **unused) -> str:
+  """The built-in tokenizer's name, or a hash of the checkpoint's files that
+  `load_tokenizer` reads (tokenizer.json; else vocab.txt and the configs)."""
+  del unused
+  if not tokenizer:
+    return BUILTIN_TOKENIZER
+  directory = os.path.expanduser(tokenizer)
+  names = (('tokenizer.json',)
+           if os.path.isfile(os.path.join(directory, 'tokenizer.json'))
+           else _TOKENIZER_FILES[1:])
+  h = hashlib.sha1()
+  for name in names:
+    path = os.path.join(directory, name)
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        h.update(name.encode() + b'\0' + f.read() + b'\0')
+  return h.hexdigest()[:16]
+
+
+def _check_tokens(params) -> None:
+  field = 'config.data.feature_params.tokens'
+  if int(params['max_length']) < 2:
+    raise ValueError(f'{field}.max_length: must be at least 2 ([CLS] and '
+                     f'[SEP]), got {params["max_length"]}')
+  tokenizer = params['tokenizer']
+  if not tokenizer:
+    if int(params['vocab_size']) <= FIRST_FREE_ID:
+      raise ValueError(f'{field}.vocab_size: the built-in tokenizer needs '
+                       f'more than {FIRST_FREE_ID} ids (those below are '
+                       f'reserved), got {params["vocab_size"]}')
+    return
+  directory = os.path.expanduser(str(tokenizer))
+  if not any(os.path.isfile(os.path.join(directory, n))
+             for n in ('tokenizer.json', 'vocab.txt')):
+    raise ValueError(f'{field}.tokenizer: {tokenizer!r} is not a directory '
+                     'holding tokenizer.json or vocab.txt (a Hugging Face '
+                     "checkpoint); '' uses the built-in tokenizer")
+
+
+@register('tokens', length_param='max_length', kind='tokens', reads='text',
+          dtype='int32', identity=tokenizer_identity, check=_check_tokens,
+          tokenizer='', max_length=128, vocab_size=30522)
+def tokens(text, *, tokenizer, max_length, vocab_size):
+  """Token ids of the transcript, (max_length,) int32, for BERT.
+
+  Never reads audio: computed from `Utterance.text` (`compute_text`).
+  `tokenizer`: '' for the built-in hashing tokenizer (`builtin_tokenize`,
+  ids in [1000, vocab_size) plus bert-base-uncased's specials; for tests and
+  CPU runs without a checkpoint), else a local Hugging Face checkpoint
+  directory whose tokenizer.json or vocab.txt `jaxser.models.bert.
+  load_tokenizer` reads; its ids are `jaxser.models.bert.encode`'s ([CLS]
+  word pieces [SEP] by the checkpoint's own vocabulary; `vocab_size` is then
+  unused). Texts longer than `max_length` tokens are truncated with [SEP]
+  kept last; shorter ones are padded with 0 ([PAD]) and the stored length
+  is the number of real tokens, [CLS] and [SEP] included. The cache key
+  holds a hash of the tokenizer's files (`tokenizer_identity`).
+  """
+  max_length, vocab_size = int(max_length), int(vocab_size)
+  if not tokenizer:
+    return builtin_tokenize(text, max_length, vocab_size)
+  from jaxser.models import bert  # pylint: disable=g-import-not-at-top
+  directory = os.path.expanduser(str(tokenizer))
+  tok = _checkpoint_tokenizer(directory, _signature(directory))
+  ids, mask = bert.encode(tok, [text], max_length)
+  return ids[0, :int(mask[0].sum())]

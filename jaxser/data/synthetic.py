@@ -61,6 +61,30 @@ Recording conditions, language, expressiveness and display style make the
 gap between corpora; `python -m jaxser.data.synthetic_check` measures it with
 a linear classifier on MFCC functionals.
 
+Transcripts. Every utterance also has a deterministic English-like
+transcript (`Utterance.text`, `transcript`), what a text branch (the
+`tokens` feature set) reads; it is not what the audio says (the audio speaks
+the made-up language). It is 4-14 words: neutral filler words of the
+corpus's register (`Lexicon.fillers`: scripted prose in the acted corpora,
+hedges and discourse markers in synth_natural, account and billing talk in
+synth_phone), and at each position, with probability `TEXT_EMOTION_RATE`,
+an emotion-bearing word instead. That word is of the utterance's emotion,
+except with probability `TEXT_CONFUSION` of another emotion (noise: text
+alone is an imperfect cue), and comes from a lexicon shared by all corpora
+(`_CORE_WORDS`, e.g. angry 'hate', 'ridiculous') with probability
+`TEXT_CORE_SHARE`, else from the corpus's own words for that emotion
+(`Lexicon.emotion_words`, e.g. synth_natural's angry 'damn', 'seriously';
+synth_phone's 'complaint', 'manager'): the text domain gap. Sentences end in
+'!' more often when angry or happy. An acted corpus's transcript is its
+script sentence (the same fillers in every emotion, as its audio reads the
+same sentence) with the emotion words inserted: synth_acted_a's sentence 0
+is "In today the the it morning tomorrow morning", spk00/angry/0000 reads
+"In today the the it morning disgrace tomorrow morning!" and spk00/happy/0000
+"In splendid today the the it morning tomorrow certainly glad splendid
+morning.". A bag-of-words classifier gets about 65-73% (chance 25%) within a
+corpus and 57-62% across corpora. The transcript depends only on (corpus
+name, utt_id), like the waveform, and leaves the audio unchanged.
+
 The waveform of an utterance depends only on (corpus name, utt_id): every
 random draw comes from a generator seeded by a CRC of them (speaker traits
 from corpus and speaker, texts from corpus and sentence number).
@@ -266,6 +290,66 @@ class Spec:
   channel: Channel
   style: Mapping[str, Mapping[str, float]] = dataclasses.field(
       default_factory=dict)
+  lexicon: 'Lexicon | None' = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Lexicon:
+  """The words of a corpus's transcripts (module docstring, Transcripts).
+
+  Attributes:
+    fillers: emotionally neutral words of the corpus's register.
+    emotion_words: emotion -> the corpus's own emotion-bearing words.
+  """
+  fillers: tuple[str, ...]
+  emotion_words: Mapping[str, tuple[str, ...]]
+
+
+# Emotion-bearing words every corpus uses.
+_CORE_WORDS = {
+    'neutral': ('okay', 'fine', 'usual', 'normal', 'regular', 'alright'),
+    'happy': ('great', 'wonderful', 'love', 'glad', 'happy', 'lovely'),
+    'sad': ('sorry', 'miss', 'lost', 'alone', 'tired', 'sad'),
+    'angry': ('hate', 'ridiculous', 'stupid', 'enough', 'furious',
+              'unacceptable'),
+}
+TEXT_EMOTION_RATE = 0.3  # Per word: an emotion-bearing word.
+TEXT_CONFUSION = 0.3  # Per emotion word: of another emotion.
+TEXT_CORE_SHARE = 0.5  # Per emotion word: from `_CORE_WORDS`.
+_EXCLAIM = {'angry': 0.5, 'happy': 0.4, 'sad': 0.05, 'neutral': 0.05}
+
+_LEXICON_A = Lexicon(
+    fillers=('the', 'a', 'letter', 'window', 'table', 'morning', 'was', 'is',
+             'on', 'we', 'they', 'will', 'bring', 'paper', 'house', 'today',
+             'tomorrow', 'train', 'garden', 'under', 'in', 'it'),
+    emotion_words={'neutral': ('indeed', 'certainly', 'ordinary'),
+                   'happy': ('delightful', 'splendid', 'cheerful'),
+                   'sad': ('grief', 'mourning', 'heartbroken'),
+                   'angry': ('outrageous', 'disgrace', 'insolent')})
+_LEXICON_B = Lexicon(
+    fillers=('the', 'a', 'box', 'kitchen', 'evening', 'car', 'friday',
+             'doctor', 'street', 'she', 'has', 'left', 'bag', 'station',
+             'near', 'after', 'old', 'his', 'by', 'to', 'of', 'there'),
+    emotion_words={'neutral': ('routine', 'plain', 'average'),
+                   'happy': ('joyful', 'marvellous', 'thrilled'),
+                   'sad': ('sorrow', 'weeping', 'gloomy'),
+                   'angry': ('scandal', 'infuriating', 'livid')})
+_LEXICON_NATURAL = Lexicon(
+    fillers=('um', 'like', 'you', 'know', 'i', 'mean', 'yeah', 'so', 'and',
+             'then', 'just', 'really', 'kind', 'of', 'stuff', 'guy', 'thing',
+             'went', 'there', 'was', 'it', 'my'),
+    emotion_words={'neutral': ('whatever', 'sure', 'anyway'),
+                   'happy': ('awesome', 'cool', 'haha'),
+                   'sad': ('sucks', 'bummed', 'ugh'),
+                   'angry': ('damn', 'crap', 'seriously')})
+_LEXICON_PHONE = Lexicon(
+    fillers=('account', 'number', 'order', 'bill', 'payment', 'hold', 'line',
+             'service', 'card', 'please', 'my', 'the', 'refund', 'call',
+             'your', 'is', 'on', 'for', 'this', 'month', 'i', 'have'),
+    emotion_words={'neutral': ('confirm', 'standard', 'noted'),
+                   'happy': ('perfect', 'thanks', 'appreciate'),
+                   'sad': ('unfortunately', 'disappointed', 'worried'),
+                   'angry': ('complaint', 'manager', 'cancel')})
 
 
 ACTED_A = Spec(
@@ -275,7 +359,7 @@ ACTED_A = Spec(
              onset=(0.1, 0.9, 0.0), coda=0.3, stress='penultimate',
              syllable_s=0.2, syllables=(6, 10)),
     genders='fmfmfmfm', per_class=12, sentences=12, expressiveness=1.0,
-    variability=0.5,
+    variability=0.5, lexicon=_LEXICON_A,
     channel=Channel(snr_db=40.0, rt60=0.15, drr_db=15.0, highpass_hz=50.0))
 ACTED_B = Spec(
     'synth_acted_b',
@@ -284,7 +368,7 @@ ACTED_B = Spec(
              onset=(0.1, 0.6, 0.3), coda=0.5, stress='initial',
              syllable_s=0.23, syllables=(5, 9)),
     genders='mfmfmfmf', per_class=12, sentences=12, expressiveness=1.15,
-    variability=0.5,
+    variability=0.5, lexicon=_LEXICON_B,
     channel=Channel(snr_db=32.0, noise_colour=0.5, rt60=0.3, drr_db=8.0,
                     highpass_hz=90.0, eq=(4000.0, 5.0, 1.2), gain_db=-1.0))
 NATURAL = Spec(
@@ -294,7 +378,7 @@ NATURAL = Spec(
              onset=(0.0, 1.0, 0.0), coda=0.0, stress='final',
              syllable_s=0.17, syllables=(7, 12)),
     genders='fmfmfmfmfm', per_class=20, sentences=0, expressiveness=0.85,
-    variability=0.8, style=_SPONTANEOUS_STYLE,
+    variability=0.8, style=_SPONTANEOUS_STYLE, lexicon=_LEXICON_NATURAL,
     channel=Channel(snr_db=15.0, noise_colour=0.97, hum_hz=50.0, rt60=0.6,
                     drr_db=2.0, highpass_hz=40.0, eq=(1200.0, 4.0, 0.7),
                     gain_db=-4.0, dc=0.004))
@@ -305,7 +389,7 @@ PHONE = Spec(
              onset=(0.15, 0.85, 0.0), coda=0.6, stress='penultimate',
              syllable_s=0.21, syllables=(6, 10)),
     genders='mfmmfmfm', per_class=12, sentences=0, expressiveness=0.8,
-    variability=0.8, style=_SPONTANEOUS_STYLE,
+    variability=0.8, style=_SPONTANEOUS_STYLE, lexicon=_LEXICON_PHONE,
     channel=Channel(snr_db=22.0, noise_colour=0.3, rt60=0.2, drr_db=10.0,
                     band=(300.0, 3400.0), mulaw=True, gain_db=2.0))
 
@@ -327,12 +411,46 @@ def build(spec: Spec) -> Corpus:
     speaker = f'spk{i:02d}'
     for emotion in EMOTIONS:
       for j in range(spec.per_class):
+        utt_id = f'{speaker}/{emotion}/{j:04d}'
         utts.append(Utterance(
-            utt_id=f'{speaker}/{emotion}/{j:04d}', corpus=spec.name,
+            utt_id=utt_id, corpus=spec.name,
             speaker=speaker, gender=gender, language=spec.language.code,
-            emotion=emotion))
+            emotion=emotion, text=transcript(spec, utt_id)))
   return Corpus(name=spec.name, utterances=utts, root=None,
                 render=functools.partial(render, spec), version=VERSION)
+
+
+def _emotion_word(spec: Spec, emotion: str, rng: np.random.Generator) -> str:
+  if rng.random() < TEXT_CONFUSION:
+    emotion = str(rng.choice([e for e in EMOTIONS if e != emotion]))
+  pool = (_CORE_WORDS if rng.random() < TEXT_CORE_SHARE
+          else spec.lexicon.emotion_words)[emotion]
+  return str(rng.choice(pool))
+
+
+def transcript(spec: Spec, utt_id: str) -> str:
+  """The transcript of utterance `utt_id` (module docstring, Transcripts);
+  '' for a spec without a lexicon."""
+  if spec.lexicon is None:
+    return ''
+  _, emotion, index = utt_id.split('/')
+  rng = _rng(spec.name, 'transcript', utt_id)
+  fillers = spec.lexicon.fillers
+  if spec.sentences:
+    # The script sentence, the same in every emotion; emotion words inserted.
+    script = _rng(spec.name, 'script', str(int(index) % spec.sentences))
+    words = [str(w) for w in script.choice(fillers, script.integers(4, 9))]
+    for _ in range(len(words)):
+      if rng.random() < TEXT_EMOTION_RATE:
+        words.insert(int(rng.integers(len(words) + 1)),
+                     _emotion_word(spec, emotion, rng))
+  else:
+    words = [_emotion_word(spec, emotion, rng)
+             if rng.random() < TEXT_EMOTION_RATE else str(rng.choice(fillers))
+             for _ in range(int(rng.integers(4, 11)))]
+  end = '!' if rng.random() < _EXCLAIM[emotion] else (
+      '?' if rng.random() < 0.15 else '.')
+  return ' '.join(words).capitalize() + end
 
 
 @register(ACTED_A.name, synthetic=True)

@@ -4,6 +4,10 @@ Layout: `wav/<spk><text><E><version>.wav`, e.g. `wav/03a01Fa.wav`: speaker =
 characters 1-2, text = 3-5, emotion letter = 6 (W anger, L boredom, E
 disgust, A fear, F happiness, T sadness, N neutral), version = 7. Male
 speakers are 03 10 11 12 15, female 08 09 13 14 16.
+
+Every speaker says the same ten German sentences, known by their text code
+(the corpus's documentation, `SENTENCES`); an utterance's `text` is its
+code's sentence ('' for a code not among the ten).
 """
 
 from __future__ import annotations
@@ -18,6 +22,21 @@ EMOTIONS = {'W': 'angry', 'L': 'boredom', 'E': 'disgust', 'A': 'fear',
             'F': 'happy', 'T': 'sad', 'N': 'neutral'}
 MALE = frozenset({'03', '10', '11', '12', '15'})
 FEMALE = frozenset({'08', '09', '13', '14', '16'})
+SENTENCES = {
+    'a01': 'Der Lappen liegt auf dem Eisschrank.',
+    'a02': 'Das will sie am Mittwoch abgeben.',
+    'a04': 'Heute abend könnte ich es ihm sagen.',
+    'a05': 'Das schwarze Stück Papier befindet sich da oben neben dem '
+           'Holzstück.',
+    'a07': 'In sieben Stunden wird es soweit sein.',
+    'b01': 'Was sind denn das für Tüten, die da unter dem Tisch stehen?',
+    'b02': 'Sie haben es gerade hochgetragen und jetzt gehen sie wieder '
+           'runter.',
+    'b03': 'An den Wochenenden bin ich jetzt immer nach Hause gefahren und '
+           'habe Agnes besucht.',
+    'b09': 'Ich will das eben wegbringen und dann mit Karl was trinken gehen.',
+    'b10': 'Die wird auf dem Platz sein, wo wir sie immer hinlegen.',
+}
 _NAME = re.compile(r'(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])')
 
 
@@ -27,7 +46,8 @@ def parse(rel: str) -> dict | str:
     return 'not <spk><text><W|L|E|A|F|T|N><version>.wav (e.g. 03a01Fa.wav)'
   speaker = m.group(1)
   gender = 'm' if speaker in MALE else 'f' if speaker in FEMALE else ''
-  return dict(speaker=speaker, gender=gender, emotion=EMOTIONS[m.group(3)])
+  return dict(speaker=speaker, gender=gender, emotion=EMOTIONS[m.group(3)],
+              text=SENTENCES.get(m.group(2), ''))
 
 
 @register('emodb')

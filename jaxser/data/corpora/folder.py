@@ -7,11 +7,17 @@ language ''). Labels, when there are any, come from a table of
   label (or emotion, category): the emotion, canonical or a common synonym
     (anger -> angry, happiness / joy -> happy, sadness -> sad, fearful ->
     fear, surprised -> surprise, ..., see SYNONYMS); empty for unlabelled;
-  speaker, gender (m/f/male/female), partition: optional.
-The table is `labels.csv` in the root (comma, semicolon or tab separated), or
-the file named by the environment variable JAXSER_FOLDER_LABELS. Files the
-table does not list stay unlabelled; rows with an unknown label are reported
-as unrecognised files, and so are rows naming a file that is not there.
+  speaker, gender (m/f/male/female), partition: optional;
+  text (or transcript, transcription): optional, the utterance's transcript
+    (what the `tokens` feature set reads; whitespace runs become one space,
+    empty for unknown).
+A table with a text column may leave out the label column (an unlabelled
+corpus with transcripts). The table is `labels.csv` in the root (comma,
+semicolon or tab separated), or the file named by the environment variable
+JAXSER_FOLDER_LABELS. Files the table does not list stay unlabelled and
+untranscribed; rows with an unknown label are reported as unrecognised
+files, and so are rows naming a file that is not there. Quote a text that
+holds the delimiter ("Well, no.").
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ SYNONYMS = {
 }
 _PATH = ('path', 'file', 'filename', 'wav')
 _LABEL = ('label', 'emotion', 'category')
+_TEXT = ('text', 'transcript', 'transcription')
 
 
 def canonical(label: str) -> str | None:
@@ -61,15 +68,17 @@ def read_labels(table: str, root: str):
   names = rows[0].keys() if rows else ()
   path_col, label_col = common.column(names, *_PATH), common.column(
       names, *_LABEL)
-  if not (path_col and label_col):
+  text_col = common.column(names, *_TEXT)
+  if not (path_col and (label_col or text_col)):
     raise CorpusError(
         f'corpus \'folder\': {table} needs a path column ({"/".join(_PATH)}) '
-        f'and a label column ({"/".join(_LABEL)}); it has {list(names)}')
+        f'and a label column ({"/".join(_LABEL)}) or a text column '
+        f'({"/".join(_TEXT)}); it has {list(names)}')
   fields, missing = {}, []
   base = os.path.dirname(os.path.abspath(table))
   for row in rows:
     path = os.path.normpath(os.path.join(base, row[path_col]))
-    label = row[label_col]
+    label = row[label_col] if label_col else ''
     emotion = canonical(label) if label else None
     sex = row.get('gender', '')[:1].lower()
     if not os.path.isfile(path):
@@ -80,7 +89,9 @@ def read_labels(table: str, root: str):
     else:
       fields[path] = dict(emotion=emotion, speaker=row.get('speaker', ''),
                           gender=sex if sex in ('m', 'f') else '',
-                          partition=row.get('partition', ''))
+                          partition=row.get('partition', ''),
+                          text=' '.join(row.get(text_col, '').split())
+                          if text_col else '')
   return fields, missing
 
 

@@ -3,10 +3,16 @@
 Layout (as distributed in IEMOCAP_full_release/):
   Session<k>/sentences/wav/<dialog>/<utterance>.wav
   Session<k>/dialog/EmoEvaluation/<dialog>.txt
+  Session<k>/dialog/transcriptions/<dialog>.txt
 An evaluation file holds one line per utterance,
   [6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]
 with the consensus category and the mean ratings in the order valence,
 activation (arousal), dominance, on a 1-5 scale (`dim_scale` 'iemocap').
+A transcription file holds one line per turn,
+  Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.
+whose text (as written, bracketed events like [LAUGHTER] included, runs of
+whitespace made one space) is the utterance's `text`; an utterance without a
+line keeps text ''.
 
 The speaker of an utterance is the gender letter before its 3-digit index
 (Ses01F_impro01_M013 is the male actor of session 1: speaker Ses01_M, gender
@@ -34,6 +40,7 @@ EMOTIONS = {'neu': 'neutral', 'hap': 'happy', 'exc': 'excited', 'sad': 'sad',
 _UTTERANCE = re.compile(r'(Ses\d\d)[FM]_.+_([FM])\d{3}')
 _LINE = re.compile(r'\[[^\]]*\]\s+(\S+)\s+(\w+)\s+\[([^\]]*)\]')
 _DIMS = ('valence', 'arousal', 'dominance')
+_TRANSCRIPT = re.compile(r'(\S+)\s*\[[^\]]*\]\s*:\s*(.*)')
 
 
 def evaluations(root: str) -> dict[str, tuple[str | None, dict[str, float]]]:
@@ -55,9 +62,27 @@ def evaluations(root: str) -> dict[str, tuple[str | None, dict[str, float]]]:
   return out
 
 
+def transcriptions(root: str) -> dict[str, str]:
+  """Utterance id -> transcript from every dialog/transcriptions/*.txt."""
+  out = {}
+  for rel in common.walk(root):
+    parts = rel.split('/')
+    if len(parts) < 2 or parts[-2] != 'transcriptions' or not rel.endswith(
+        '.txt') or parts[-1].startswith('._'):
+      continue
+    with open(os.path.join(root, rel), encoding='utf-8',
+              errors='replace') as f:
+      for line in f:
+        m = _TRANSCRIPT.fullmatch(line.strip())
+        if m:
+          out[m.group(1)] = ' '.join(m.group(2).split())
+  return out
+
+
 @register('iemocap')
 def load(root: str) -> Corpus:
   labels = evaluations(root)
+  texts = transcriptions(root)
 
   def parse(rel: str) -> dict | str:
     utt = common.stem(rel)
@@ -70,7 +95,7 @@ def load(root: str) -> Corpus:
     emotion, dims = labels[utt]
     gender = m.group(2)
     return dict(speaker=f'{m.group(1)}_{gender}', gender=gender.lower(),
-                emotion=emotion, dims=dims)
+                emotion=emotion, dims=dims, text=texts.get(utt, ''))
 
   return common.listing('iemocap', root, parse, language='en',
                         dim_scale='iemocap')

@@ -4,12 +4,16 @@ MSP-Podcast (`msp_podcast`), as distributed:
   Audios/<FileName>.wav, e.g. Audios/MSP-Podcast_0001_0008.wav
   Labels/labels_consensus.csv with columns FileName, EmoClass, EmoAct, EmoVal,
     EmoDom, SpkrID, Gender, Split_Set
+  Transcripts/<FileName stem>.txt (optional), e.g.
+    Transcripts/MSP-Podcast_0001_0008.txt: the utterance's transcript
 EmoClass A S H U F D C N O X is angry, sad, happy, surprise, fear, disgust,
 contempt (no canonical name: 'other'), neutral, other, and no agreement
 (no category). Ratings are on a 1-7 scale (`dim_scale` 'msp_podcast');
 Split_Set (Train, Development, Test1, ...) is the partition, lower-cased;
 SpkrID 'Unknown' gives speaker ''. Audio files the table does not list are
-reported as unrecognised.
+reported as unrecognised. A transcript file (matched to the audio by name,
+ignoring case; runs of whitespace made one space) gives the utterance's
+`text`; without one it is ''.
 
 MSP-IMPROV (`msp_improv`). Assumed layout, the one the corpus is distributed
 in:
@@ -28,11 +32,14 @@ ignored. The 'UTD-' video names key the 'MSP-' audio names by the tokens
 after the prefix. Audio files without a consensus line are reported as
 unrecognised. Ratings are kept as written: one public loader reverses the
 arousal scale (6 - A), holding that the file stores it high to low; the
-corpus's documentation was not at hand to confirm either reading.
+corpus's documentation was not at hand to confirm either reading. No
+transcripts are read for MSP-IMPROV (their layout in the distribution was
+not at hand either): its utterances have text ''.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 from jaxser.data.corpora import common
@@ -61,8 +68,23 @@ def _one(root: str, name: str, corpus: str) -> str:
   return found[0]
 
 
+def podcast_transcripts(root: str) -> dict[str, str]:
+  """Lower-cased file stem -> transcript, from every Transcripts/*.txt."""
+  out = {}
+  for rel in common.walk(root):
+    parts = rel.split('/')
+    if (len(parts) < 2 or parts[-2].lower() != 'transcripts'
+        or not rel.lower().endswith('.txt') or parts[-1].startswith('._')):
+      continue
+    with open(os.path.join(root, rel), encoding='utf-8-sig',
+              errors='replace') as f:
+      out[common.stem(rel).lower()] = ' '.join(f.read().split())
+  return out
+
+
 @register('msp_podcast')
 def load_podcast(root: str) -> Corpus:
+  texts = podcast_transcripts(root)
   rows = {}
   for row in common.read_table(_one(root, 'labels_consensus.csv',
                                     'msp_podcast')):
@@ -80,7 +102,8 @@ def load_podcast(root: str) -> Corpus:
         dims=common.ratings({'arousal': row.get('emoact'),
                              'valence': row.get('emoval'),
                              'dominance': row.get('emodom')}),
-        partition=row.get('split_set', '').lower())
+        partition=row.get('split_set', '').lower(),
+        text=texts.get(common.stem(rel).lower(), ''))
 
   return common.listing('msp_podcast', root, parse, language='en',
                         dim_scale='msp_podcast')
