@@ -31,6 +31,14 @@ phase ('train' for a single-phase method).
 step_cpu_ms_median is the process's CPU time per step (all threads): with
 one thread on a CPU that other jobs share, the step's own work without the
 time it waited for the core.
+
+Memory: peak_host_rss_mib is the process's peak resident memory (on a CPU,
+where the arrays live); compiled_temp_mib the step's temporary buffers as
+XLA plans them; peak_device_mib the device allocator's peak where the
+backend reports it (GPU, TPU), else null.
+
+Token-id inputs (the `tokens` feature set, e.g. configs/multitask_text.py):
+random ids in [1000, vocab_size) filling max_length tokens.
 """
 
 from __future__ import annotations
@@ -65,10 +73,45 @@ def _flops(compiled) -> float | None:
   return float(cost['flops']) if cost and 'flops' in cost else None
 
 
+def _is_tokens(config) -> bool:
+  from jaxser.models import registry  # pylint: disable=g-import-not-at-top
+  return registry.feature_kind(config.data.features) == 'tokens'
+
+
+def _random_features(config, rng, shape, batch_size: int):
+  """Random inputs of the config's feature set: normal features, or token
+  ids in [1000, vocab_size) for token inputs."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if _is_tokens(config):
+    vocab = int(config.data.feature_params.tokens.get('vocab_size') or 30522)
+    return rng.integers(1000, vocab, (batch_size,) + tuple(shape)).astype(
+        np.int32)
+  return rng.standard_normal((batch_size,) + tuple(shape), np.float32)
+
+
+def _memory(compiled) -> dict:
+  import resource  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  out = {'peak_host_rss_mib':
+         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+         'compiled_temp_mib': None, 'peak_device_mib': None}
+  try:
+    out['compiled_temp_mib'] = (
+        compiled.memory_analysis().temp_size_in_bytes / 2**20)
+  except Exception:  # pylint: disable=broad-except
+    pass  # Not every backend plans memory ahead.
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    out['peak_device_mib'] = stats['peak_bytes_in_use'] / 2**20
+  return out
+
+
 def _feature_shape(config) -> tuple[int, ...]:
   """One example's feature shape for the config's feature set."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jaxser.data import features as features_lib  # pylint: disable=g-import-not-at-top
+  if _is_tokens(config):
+    return (int(config.data.feature_params.tokens.max_length),)
   fc = features_lib.FeatureConfig.from_data_config(config.data)
   wav = np.random.default_rng(0).standard_normal(16000 * 4) * 0.1
   return fc.compute(wav.astype(np.float32))[0].shape
@@ -209,7 +252,6 @@ def main(argv):
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from jaxser import methods as methods_lib  # pylint: disable=g-import-not-at-top
   from jaxser import train  # pylint: disable=g-import-not-at-top
-  from jaxser.data import features as features_lib  # pylint: disable=g-import-not-at-top
   from jaxser.data import labels as labels_lib  # pylint: disable=g-import-not-at-top
   from jaxser.data import pipeline  # pylint: disable=g-import-not-at-top
 
@@ -233,14 +275,11 @@ def main(argv):
                                      batch_sharding)
     example = train.example_batch(data, batch_size)
   else:
-    fc = features_lib.FeatureConfig.from_data_config(config.data)
-    wav = np.random.default_rng(0).standard_normal(16000 * 4) * 0.1
-    shape = fc.compute(wav.astype(np.float32))[0].shape
+    shape = tuple(_feature_shape(config))
     rng = np.random.default_rng(config.seed)
 
     def domain(with_label):
-      b = {'features': rng.standard_normal((batch_size,) + shape,
-                                           np.float32),
+      b = {'features': _random_features(config, rng, shape, batch_size),
            'length': np.full((batch_size,), shape[0], np.int32),
            'domain': np.zeros((batch_size,), np.int32),
            # Speaker metadata (DIFL's adversarial heads read it).
@@ -295,6 +334,7 @@ def main(argv):
       'devices': jax.device_count(),
       'device_kind': jax.devices()[0].device_kind,
       'jax_version': jax.__version__,
+      **_memory(compiled),
   }))
 
 

@@ -60,6 +60,7 @@ from jaxser import methods as methods_lib
 from jaxser import phases as phases_lib
 from jaxser import predictions as predictions_lib
 from jaxser.data import pipeline
+from jaxser.models import registry
 
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ('train.steps', 'train.eval_every', 'train.log_every',
@@ -117,9 +118,11 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
 
 def example_batch(data: pipeline.Data, batch_size: int) -> dict:
   """A batch of zeros with the shapes and dtypes of the training stream."""
-  shape = data.source_train.parts[0].cached.feature_shape
+  cached = data.source_train.parts[0].cached
+  shape = cached.feature_shape
+  dtype = getattr(cached, 'feature_dtype', np.float32)  # int32 token ids.
   def domain(with_label):
-    b = {'features': np.zeros((batch_size,) + shape, np.float32),
+    b = {'features': np.zeros((batch_size,) + shape, dtype),
          'length': np.ones((batch_size,), np.int32),
          'domain': np.zeros((batch_size,), np.int32),
          'gender': np.zeros((batch_size,), np.int32),
@@ -462,7 +465,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       os.path.abspath(os.path.join(workdir, 'checkpoints')),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=config.train.keep_checkpoints, create=True))
-  if ckpt.latest_step() is not None:
+  if ckpt.latest_step() is None:
+    # A fresh run starts from the network's pretrained checkpoint, if any
+    # (config.model.<network>.checkpoint), in every copy of the network.
+    state = state.replace(params=registry.load_pretrained(config,
+                                                          state.params))
+  else:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = ckpt.restore(ckpt.latest_step(),
                          args=ocp.args.StandardRestore(abstract))
