@@ -268,14 +268,15 @@ def _hf_options(hf_config: dict, config_source: str) -> dict:
                   hf_config.get('attention_probs_dropout_prob', 0.0)))
 
 
-def from_config(model_cfg) -> AST:
+def from_config(model_cfg, field_prefix: str = 'config.model.') -> AST:
   """An `AST` from jaxser's `config.model` (a ConfigDict or dict).
 
   Sizes: `layers`, `hidden`, `heads`, `mlp_dim` (default 4 x hidden),
   `patch_size`, `frequency_stride`, `time_stride`, `num_mel_bins`,
   `max_length` (the frame count the position embeddings are learnt for).
   With `checkpoint` (a directory) the sizes come from its config.json, and a
-  size set here that disagrees is an error naming `config.model.<field>`.
+  size set here that disagrees is an error naming `config.model.<field>`
+  (`field_prefix` + field: the registry passes `config.model.ast.`).
   Options: `dtype` ('float32' | 'bfloat16'), `remat`, `dropout`,
   `attention_dropout` (default: the checkpoint's, else 0),
   `output_hidden_states` (default True: the layer-sum pooling needs them),
@@ -292,13 +293,14 @@ def from_config(model_cfg) -> AST:
     # Tiny models keep the base model's MLP ratio.
     fields = tuple((f, k, 4 * get('hidden') if f == 'mlp_dim' else d)
                    for f, k, d in SIZE_FIELDS)
-  sizes = hf.resolve_sizes(model_cfg, hf_config, fields, source)
+  sizes = hf.resolve_sizes(model_cfg, hf_config, fields, source,
+                           field_prefix)
   for name in ('dropout', 'attention_dropout', 'pos_resize', 'remat',
                'output_hidden_states'):
     if get(name) is not None:
       options[name] = get(name)
   options.setdefault('output_hidden_states', True)
-  dtype = tb.compute_dtype(get('dtype') or 'float32')
+  dtype = tb.compute_dtype(get('dtype') or 'float32', f'{field_prefix}dtype')
   return AST(**sizes, **options, dtype=dtype)
 
 
@@ -417,9 +419,10 @@ class ASTNetwork(nn.Module):
             'frame_lengths': jnp.clip((lengths + stride - 1) // stride, 1, t)}
 
 
-def network_from_config(model_cfg) -> ASTNetwork:
+def network_from_config(model_cfg,
+                        field_prefix: str = 'config.model.') -> ASTNetwork:
   """`ASTNetwork` around `from_config(model_cfg)` (the registry's build)."""
-  encoder = from_config(model_cfg)
+  encoder = from_config(model_cfg, field_prefix)
   if not encoder.output_hidden_states:
     raise ValueError('config.model.output_hidden_states=False: the layer-sum '
                      'pooling needs all hidden states')

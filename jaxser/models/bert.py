@@ -179,13 +179,14 @@ def from_hf_config(hf_config: dict, config_source: str = 'config.json',
   return Bert(**sizes, **_hf_options(hf_config, config_source), **options)
 
 
-def from_config(model_cfg) -> Bert:
+def from_config(model_cfg, field_prefix: str = 'config.model.') -> Bert:
   """A `Bert` from jaxser's `config.model` (a ConfigDict or dict).
 
   Sizes: `layers`, `hidden`, `heads`, `mlp_dim` (default 4 x hidden),
   `vocab_size`, `max_position_embeddings`, `type_vocab_size`. With
   `checkpoint` (a directory) the sizes come from its config.json, and a size
-  set here that disagrees is an error naming `config.model.<field>`.
+  set here that disagrees is an error naming `config.model.<field>`
+  (`field_prefix` + field: the registry passes `config.model.<network>.`).
   Options: `dtype` ('float32' | 'bfloat16'), `remat`, `dropout`,
   `attention_dropout` (default: the checkpoint's, else 0.1),
   `output_hidden_states` (default True: the layer-sum pooling needs them).
@@ -201,13 +202,14 @@ def from_config(model_cfg) -> Bert:
     # Tiny models keep the base model's MLP ratio.
     fields = tuple((f, k, 4 * get('hidden') if f == 'mlp_dim' else d)
                    for f, k, d in SIZE_FIELDS)
-  sizes = hf.resolve_sizes(model_cfg, hf_config, fields, source)
+  sizes = hf.resolve_sizes(model_cfg, hf_config, fields, source,
+                           field_prefix)
   for name in ('dropout', 'attention_dropout', 'remat',
                'output_hidden_states'):
     if get(name) is not None:
       options[name] = get(name)
   options.setdefault('output_hidden_states', True)
-  dtype = tb.compute_dtype(get('dtype') or 'float32')
+  dtype = tb.compute_dtype(get('dtype') or 'float32', f'{field_prefix}dtype')
   return Bert(**sizes, **options, dtype=dtype)
 
 
@@ -375,9 +377,10 @@ class BertNetwork(nn.Module):
             'frame_lengths': lengths}
 
 
-def network_from_config(model_cfg) -> BertNetwork:
+def network_from_config(model_cfg,
+                        field_prefix: str = 'config.model.') -> BertNetwork:
   """`BertNetwork` around `from_config(model_cfg)` (the registry's build)."""
-  encoder = from_config(model_cfg)
+  encoder = from_config(model_cfg, field_prefix)
   if not encoder.output_hidden_states:
     raise ValueError('config.model.output_hidden_states=False: the layer-sum '
                      'pooling needs all hidden states')

@@ -61,7 +61,9 @@ def weights_path(directory: str) -> str:
     if os.path.isfile(path):
       return path
   raise ValueError(f'checkpoint {directory}: no weights file (looked for '
-                   f'{SAFETENSORS}, {SAFETENSORS_INDEX}, {TORCH_BIN})')
+                   f'{SAFETENSORS}, {SAFETENSORS_INDEX}, {TORCH_BIN}); put '
+                   f'the weights there as {SAFETENSORS} (what '
+                   'save_pretrained writes)')
 
 
 # safetensors' NumPy API has no bfloat16 (numpy has none); bf16 checkpoints
@@ -294,19 +296,21 @@ def _check_kind(value, default, name: str) -> None:
 
 
 def resolve_sizes(model_cfg, hf_config: dict | None, fields: Sequence[
-    tuple[str, str, object]], config_source: str) -> dict:
+    tuple[str, str, object]], config_source: str,
+                  prefix: str = 'config.model.') -> dict:
   """The model's sizes from jaxser's `config.model` and a checkpoint.
 
   fields: (jaxser field, HF config key, default) triples. Without a
   checkpoint (`hf_config` None) a size is `config.model.<field>` where set
   (not None), else the default. With one, it is the checkpoint's, and an
-  explicitly set `config.model.<field>` that disagrees is an error naming it.
+  explicitly set `config.model.<field>` that disagrees is an error naming it
+  (`prefix` + field: the registry's options block, `config.model.ast.`).
   """
   out = {}
   for field, key, default in fields:
     given = cfg_get(model_cfg, field)
     if given is not None:
-      _check_kind(given, default, f'config.model.{field}')
+      _check_kind(given, default, f'{prefix}{field}')
     if hf_config is None:
       out[field] = default if given is None else given
       continue
@@ -314,8 +318,8 @@ def resolve_sizes(model_cfg, hf_config: dict | None, fields: Sequence[
     _check_kind(value, default, f'{config_source}: {key}')
     if given is not None and given != value:
       raise ValueError(
-          f'config.model.{field}={given!r} disagrees with the checkpoint: '
-          f'{config_source} has {key}={value!r} (leave config.model.{field} '
+          f'{prefix}{field}={given!r} disagrees with the checkpoint: '
+          f'{config_source} has {key}={value!r} (leave {prefix}{field} '
           'unset to take the checkpoint\'s)')
     out[field] = value
   return out

@@ -22,7 +22,7 @@ Input kinds (`INPUT_KINDS`; `feature_kind` gives a feature set's):
   segments     (B, S, time, freq) segment spectrograms, lengths = valid
                segments (spec_segments);
   waveform     (B, samples), lengths = valid samples (waveform);
-  tokens       (B, T) int token ids, lengths = valid tokens;
+  tokens       (B, T) int token ids, lengths = valid tokens (tokens);
   functionals  (B, D) utterance-level functionals, lengths = 1 (emobase,
                is10, egemaps).
 A network that takes frames can also be fed from waveforms by an on-device
@@ -31,6 +31,18 @@ after on-device augmentation; `FRONTENDS`).
 
 `check(config)` is the one place that checks that the data config fits the
 network: each mismatch is a one-line ValueError naming the config field.
+
+Pretrained networks (`ast`, `bert`: Flax ports of Hugging Face's AST and
+BERT) take `config.model.<name>.checkpoint`, a local Hugging Face checkpoint
+directory ('' = random init). Their sizes then come from its config.json (a
+size left at its default takes the checkpoint's; one set to another value
+must agree with it), and `load_pretrained(config, params)` puts its weights
+into every copy of the network in a method's parameters, after the train
+state is created:
+
+  python -m jaxser.main --config=configs/dann.py --config.model.name=ast \
+      --config.data.features=fbank128 --config.data.frames=1024 \
+      --config.model.ast.checkpoint=/ckpt/ast-finetuned-audioset-10-10-0.4593
 
 Registering a network is one entry (see the end of this file):
 
@@ -48,15 +60,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+import flax
 import flax.linen as nn
+import jax
 import ml_collections
+import numpy as np
 
 from jaxser.data import features as features_lib
+from jaxser.models import ast as ast_lib
+from jaxser.models import bert as bert_lib
 from jaxser.models import classifier
 from jaxser.models import cnn_blstm
 from jaxser.models import cnn_gru
 from jaxser.models import cnn_tcn
 from jaxser.models import frontend as frontend_lib
+from jaxser.models import hf_checkpoint
 from jaxser.models import mlp
 
 INPUT_KINDS = {
@@ -75,6 +93,7 @@ _FEATURE_KINDS = {'waveform': 'waveform', 'spec_segments': 'segments'}
 # the factory that builds it from that set's parameters.
 FRONTENDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     'mfcc40': frontend_lib.MFCC.from_params,
+    'fbank128': frontend_lib.FBank.from_params,
 }
 
 
@@ -99,6 +118,9 @@ class Network:
       input kind (e.g. a pretrained model's own features).
     check: optional (options, data config) -> None, for the fits that only
       the network knows (e.g. a longest input); one-line ValueErrors.
+    load_params: optional options -> the network's pretrained parameters (a
+      tree of numpy arrays, the shape of the network's 'encoder' subtree),
+      or None when the options name no checkpoint (`load_pretrained`).
     description: one line for listings.
   """
   name: str
@@ -111,6 +133,7 @@ class Network:
   predict_from_frames: bool = False
   feature_sets: tuple[str, ...] = ()
   check: Callable[[ml_collections.ConfigDict, Any], None] | None = None
+  load_params: Callable[[ml_collections.ConfigDict], Any] | None = None
   description: str = ''
 
   def __post_init__(self):
@@ -245,6 +268,72 @@ def build(config: ml_collections.ConfigDict,
       predict_from_frames=network.predict_from_frames)
 
 
+def _leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
+  return {jax.tree_util.keystr(p): tuple(np.shape(a)) for p, a
+          in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _like(loaded, current):
+  """`loaded`'s arrays in `current`'s tree, dtypes and placement."""
+  flat = {jax.tree_util.keystr(p): a for p, a
+          in jax.tree_util.tree_leaves_with_path(loaded)}
+
+  def put(path, leaf):
+    value = np.asarray(flat[jax.tree_util.keystr(path)]).astype(leaf.dtype)
+    if isinstance(leaf, jax.Array):
+      # Placed as the leaf was (replicated or sharded, on every host).
+      return jax.make_array_from_callback(value.shape, leaf.sharding,
+                                          lambda index: value[index])
+    return value
+  return jax.tree_util.tree_map_with_path(put, current)
+
+
+def load_pretrained(config: ml_collections.ConfigDict, params):
+  """`params` (a method's parameter tree) with the selected network's
+  checkpoint (`config.model.<name>.checkpoint`) in every copy of the network.
+
+  Methods nest the network differently (an `EmotionModel` shares its scope,
+  so the network's 'encoder' sits beside 'emotion_head'; the multitask
+  method holds the network under 'encoder'), so the rule is structural:
+  every subtree named 'encoder' whose leaves have the checkpoint's paths and
+  shapes is replaced, the arrays cast to its dtypes and placed as its arrays
+  were (jax arrays keep their sharding). The checkpoint is read once. Returns
+  `params` itself when the network has no checkpoint; no matching subtree is
+  a one-line ValueError.
+  """
+  network = get(config.model.name)
+  if network.load_params is None:
+    return params
+  opts = options(config)
+  loaded = network.load_params(opts)
+  if loaded is None:
+    return params
+  want = _leaf_shapes(loaded)
+  count = 0
+
+  def visit(node):
+    nonlocal count
+    if not isinstance(node, Mapping):
+      return node
+    out = {}
+    for key, value in node.items():
+      if key == 'encoder' and _leaf_shapes(value) == want:
+        out[key] = _like(loaded, value)
+        count += 1
+      else:
+        out[key] = visit(value)
+    return type(node)(out) if isinstance(node, flax.core.FrozenDict) else out
+
+  new = visit(params)
+  if not count:
+    raise ValueError(
+        f'config.model.{network.name}.checkpoint='
+        f'{hf_checkpoint.cfg_get(opts, "checkpoint")}: no parameters of '
+        f'method {config.get("method", "")!r} have the network\'s shape (an '
+        f"'encoder' subtree with the checkpoint's {len(want)} weights)")
+  return new
+
+
 def default_options() -> ml_collections.ConfigDict:
   """One options block per registered network, with its defaults."""
   return ml_collections.ConfigDict(
@@ -289,3 +378,135 @@ register(Network(
     defaults=dict(hidden=(256, 128), dropout=0.1),
     embedding_dim=lambda o: o.hidden[-1],
     description='MLP on openSMILE functionals'))
+
+
+# Pretrained transformers (Hugging Face checkpoints, read offline).
+
+
+def _hf_options(module, options) -> dict:
+  """A transformer's options block as its `from_config` reads it: a size
+  left at its registered default (the base model's) is unset, so that it
+  takes the checkpoint's with one (and mlp_dim = 4 x hidden without one,
+  when only hidden changes); checkpoint '' is none."""
+  opts = options.to_dict() if hasattr(options, 'to_dict') else dict(options)
+  for field, _, default in module.SIZE_FIELDS:
+    if opts.get(field) == default:
+      opts[field] = None
+  opts['checkpoint'] = opts.get('checkpoint') or None
+  return opts
+
+
+def _transformer(module, name: str):
+  """(build, load_params) of the `jaxser.models.ast`-like `module`."""
+  def build(options):
+    return module.network_from_config(_hf_options(module, options),
+                                      f'config.model.{name}.')
+
+  def load_params(options):
+    checkpoint = hf_checkpoint.cfg_get(options, 'checkpoint')
+    if not checkpoint:
+      return None
+    return module.load_params(checkpoint, build(options).encoder)
+  return build, load_params
+
+
+def _check_weights(name: str, options) -> None:
+  """A checkpoint without a weights file fails before any data is read."""
+  checkpoint = hf_checkpoint.cfg_get(options, 'checkpoint')
+  if checkpoint:
+    try:
+      hf_checkpoint.weights_path(checkpoint)
+    except ValueError as e:
+      raise ValueError(f'config.model.{name}.checkpoint: {e}') from None
+
+
+def _feature_params(data, name: str) -> dict:
+  params = dict(features_lib.get(name).defaults)
+  overrides = (data.get('feature_params') or {}).get(name)
+  params.update(overrides.to_dict() if hasattr(overrides, 'to_dict')
+                else overrides or {})
+  return params
+
+
+_build_ast, _load_ast = _transformer(ast_lib, 'ast')
+_build_bert, _load_bert = _transformer(bert_lib, 'bert')
+
+
+def _check_ast(options, data) -> None:
+  model = _build_ast(options).encoder
+  _check_weights('ast', options)
+  fbank = _feature_params(data, 'fbank128')
+  if fbank['n_mels'] != model.num_mel_bins:
+    raise ValueError(
+        f'config.data.feature_params.fbank128.n_mels={fbank["n_mels"]}: the '
+        f'AST takes num_mel_bins={model.num_mel_bins} '
+        '(config.model.ast.num_mel_bins, or its checkpoint\'s config.json)')
+  if data.features == 'waveform':  # Through the fbank128 front end.
+    samples = _feature_params(data, 'waveform')['samples']
+    frames = frontend_lib.FBank.from_params(fbank).num_frames(samples)
+    field = f'config.data.feature_params.waveform.samples={samples}'
+  else:
+    frames = data.get('frames')
+    field = f'config.data.frames={frames}'
+  if frames is not None and frames < model.patch_size:
+    raise ValueError(f'{field}: {frames} fbank frames, fewer than one AST '
+                     f'patch ({model.patch_size} frames)')
+
+
+def _check_bert(options, data) -> None:
+  model = _build_bert(options).encoder
+  _check_weights('bert', options)
+  # The `tokens` set's parameters (tokenizer, max_length, vocab_size).
+  tokens = (_feature_params(data, 'tokens')
+            if 'tokens' in features_lib.available() else
+            dict((data.get('feature_params') or {}).get('tokens') or {}))
+  field = 'config.data.feature_params.tokens'
+  tokenizer = tokens.get('tokenizer')
+  if tokenizer:
+    vocab = bert_lib.load_tokenizer(tokenizer).get_vocab_size()
+    if vocab > model.vocab_size:
+      raise ValueError(
+          f'{field}.tokenizer={tokenizer}: {vocab} token ids, more than the '
+          f'model\'s vocab_size={model.vocab_size} '
+          '(config.model.bert.vocab_size, or its checkpoint\'s config.json)')
+  elif tokens.get('vocab_size') is not None and (
+      tokens['vocab_size'] > model.vocab_size):
+    raise ValueError(
+        f'{field}.vocab_size={tokens["vocab_size"]}: more token ids than the '
+        f'model\'s vocab_size={model.vocab_size} '
+        '(config.model.bert.vocab_size, or its checkpoint\'s config.json)')
+  length = tokens.get('max_length')
+  if length is not None and length > model.max_position_embeddings:
+    raise ValueError(
+        f'{field}.max_length={length}: longer than the model\'s '
+        f'max_position_embeddings={model.max_position_embeddings} '
+        '(config.model.bert.max_position_embeddings, or its checkpoint\'s '
+        'config.json)')
+
+
+# Sizes: the base models' (a size left at its default takes a checkpoint's);
+# dtype: the compute dtype (parameters stay float32); remat: recompute each
+# block in the backward pass; dropout: used as set, not the checkpoint's.
+register(Network(
+    'ast', inputs='frames', build=_build_ast,
+    defaults=dict(
+        checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
+        patch_size=16, frequency_stride=10, time_stride=10,
+        num_mel_bins=128, max_length=1024, dtype='float32', remat=False,
+        dropout=0.0, attention_dropout=0.0, pos_resize='ast'),
+    embedding_dim=lambda o: _build_ast(o).encoder.hidden,
+    frame_sequence=True, feature_sets=('fbank128',), check=_check_ast,
+    load_params=_load_ast,
+    description='Audio Spectrogram Transformer on Kaldi fbank (fbank128, '
+                'or its front end), layer-sum + mean pooling'))
+
+register(Network(
+    'bert', inputs='tokens', build=_build_bert,
+    defaults=dict(
+        checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
+        vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
+        dtype='float32', remat=False, dropout=0.1, attention_dropout=0.1),
+    embedding_dim=lambda o: _build_bert(o).encoder.hidden,
+    frame_sequence=True, feature_sets=('tokens',), check=_check_bert,
+    load_params=_load_bert,
+    description='BERT on token ids (tokens), layer-sum + mean pooling'))
