@@ -295,7 +295,7 @@ def main(argv):
   if not hasattr(method, 'phases'):
     phase, streams = 'train', 2
     input_shape = list(example['source']['features'].shape[1:])
-    tx = train.make_optimizer(config.train)
+    tx = train.method_optimizer(config, method, example)
     state = jax.jit(
         lambda: train.create_train_state(method, tx, config.seed, example),
         out_shardings=NamedSharding(mesh, P()))()

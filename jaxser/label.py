@@ -132,10 +132,10 @@ def label(workdir: str, corpus: str, root: str | None = None,
 
   # The run's train state, restored onto this machine's devices.
   method = methods_lib.create(config, len(classes))
-  tx = train.make_optimizer(config.train)
   mesh = train.make_mesh()
   replicated = NamedSharding(mesh, P())
   shapes = pipeline.Data(classes, split, split, split, {}, {})
+  tx = train.method_optimizer(config, method, train.example_batch(shapes, 1))
   # The phases give the state its early-stopping entries (validation).
   phases = ([] if hasattr(method, 'phases')
             else train.method_phases(method, tx, config, {}))

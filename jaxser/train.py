@@ -116,6 +116,29 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
   return tx
 
 
+def scale_by_tree(factors) -> optax.GradientTransformation:
+  """Multiplies each update by its leaf of `factors` (a tree of floats with
+  the parameters' structure): per-parameter learning-rate factors."""
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, f: u * f if f != 1.0 else u, updates,
+                        factors), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                      update)
+
+
+def method_optimizer(config: ml_collections.ConfigDict, method,
+                     batch: dict) -> optax.GradientTransformation:
+  """`config.train`'s optimiser, with the network's per-parameter factors
+  (a frozen upstream, layer-wise learning-rate decay, a frozen feature
+  encoder: `registry.optimizer_multipliers`) where the config asks."""
+  tx = make_optimizer(config.train)
+  params = jax.eval_shape(lambda: method.init_variables(
+      jax.random.PRNGKey(0), batch))['params']
+  factors = registry.optimizer_multipliers(config, params)
+  return tx if factors is None else optax.chain(tx, scale_by_tree(factors))
+
+
 def example_batch(data: pipeline.Data, batch_size: int) -> dict:
   """A batch of zeros with the shapes and dtypes of the training stream."""
   cached = data.source_train.parts[0].cached
@@ -449,7 +472,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if data.source_val is not None:
     arrays['source_val'] = data.source_val.load()
   groups = method_groups(method)
-  tx = None if groups else make_optimizer(config.train)
+  tx = None if groups else method_optimizer(
+      config, method, example_batch(data, config.train.batch_size))
   phases = method_phases(method, tx, config, arrays)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())

@@ -405,12 +405,18 @@ class ASTNetwork(nn.Module):
   weights}; `load_network_params` puts a checkpoint into 'encoder'.
   """
   encoder: AST
+  # A frozen upstream (config.model.<name>.freeze): no gradient flows into
+  # the encoder, so its backward pass is not computed; the layer weights of
+  # the pooling still train.
+  freeze: bool = False
 
   @nn.compact
   def __call__(self, x, lengths, *, train: bool = False):
     if not self.encoder.output_hidden_states:
       raise ValueError('ASTNetwork needs AST(output_hidden_states=True)')
     out = self.encoder(x, lengths, train=train)
+    if self.freeze:
+      out = jax.lax.stop_gradient(out)
     embedding, sequence = tb.LayerSumPooling(name='pool')(out)
     f, t = self.encoder.grid(x.shape[1])
     patches = sequence[:, 2:].reshape(x.shape[0], f, t, -1)

@@ -365,6 +365,10 @@ class BertNetwork(nn.Module):
   layer weights}; `load_network_params` puts a checkpoint into 'encoder'.
   """
   encoder: Bert
+  # A frozen upstream (config.model.<name>.freeze): no gradient flows into
+  # the encoder, so its backward pass is not computed; the layer weights of
+  # the pooling still train.
+  freeze: bool = False
 
   @nn.compact
   def __call__(self, input_ids, lengths, *, train: bool = False):
@@ -372,6 +376,8 @@ class BertNetwork(nn.Module):
       raise ValueError('BertNetwork needs Bert(output_hidden_states=True)')
     mask = (jnp.arange(input_ids.shape[1])[None, :] < lengths[:, None])
     out = self.encoder(input_ids, mask.astype(jnp.float32), train=train)
+    if self.freeze:
+      out = jax.lax.stop_gradient(out)
     embedding, frames = tb.LayerSumPooling(name='pool')(out)
     return {'embedding': embedding, 'frames': frames,
             'frame_lengths': lengths}

@@ -58,6 +58,7 @@ ConfigDict with at least the defaults' fields).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable, Mapping
 
 import flax
@@ -118,6 +119,11 @@ class Network:
       input kind (e.g. a pretrained model's own features).
     check: optional (options, data config) -> None, for the fits that only
       the network knows (e.g. a longest input); one-line ValueErrors.
+    feature_encoder: top-level keys of its encoder's parameters that form a
+      CNN feature encoder (frozen with `freeze_feature_encoder`;
+      `optimizer_multipliers`).
+    final_norms: top-level keys of its encoder's parameters that sit above
+      the last layer (learning-rate factor 1 under layer-wise decay).
     load_params: optional options -> the network's pretrained parameters (a
       tree of numpy arrays, the shape of the network's 'encoder' subtree),
       or None when the options name no checkpoint (`load_pretrained`).
@@ -133,6 +139,8 @@ class Network:
   predict_from_frames: bool = False
   feature_sets: tuple[str, ...] = ()
   check: Callable[[ml_collections.ConfigDict, Any], None] | None = None
+  feature_encoder: tuple[str, ...] = ()
+  final_norms: tuple[str, ...] = ('layernorm', 'layer_norm')
   load_params: Callable[[ml_collections.ConfigDict], Any] | None = None
   description: str = ''
 
@@ -334,6 +342,82 @@ def load_pretrained(config: ml_collections.ConfigDict, params):
   return new
 
 
+_LAYER = re.compile(r'^layer_(\d+)$')
+
+
+def _is_upstream(node) -> bool:
+  """A transformer encoder's parameters: a dict holding layer_0, layer_1..."""
+  return isinstance(node, Mapping) and any(_LAYER.match(str(k)) for k in node)
+
+
+def optimizer_multipliers(config: ml_collections.ConfigDict, params):
+  """Per-parameter learning-rate factors of a pretrained upstream, or None.
+
+  For every copy of the selected network's transformer encoder in a
+  method's `params` (an 'encoder' subtree holding layer_0, layer_1, ...):
+    * `config.model.<name>.freeze`: 0 for all its weights (the network also
+      stops the gradient at its hidden states, so no backward pass runs
+      through it); the layer-sum weights and the method's heads train.
+    * `layer_decay` d < 1 (layer-wise learning-rate decay): layer i (0-based,
+      of L) gets d^(L - i), the embeddings (patch / word / feature encoder)
+      d^(L + 1), the final norm 1; everything else 1.
+    * `freeze_feature_encoder` (networks with a CNN feature encoder,
+      `Network.feature_encoder`): 0 for those weights.
+  Every optimiser jaxser builds applies its learning rate last, so scaling
+  the update scales the rate; Adam's moments of a frozen weight still move,
+  its value never does.
+  """
+  network = get(config.model.name)
+  opts = options(config)
+  freeze = bool(opts.get('freeze', False))
+  decay = float(opts.get('layer_decay', 1.0))
+  fe_freeze = bool(opts.get('freeze_feature_encoder', False)) and bool(
+      network.feature_encoder)
+  if not 0.0 < decay <= 1.0:
+    raise ValueError(f'config.model.{network.name}.layer_decay: must be in '
+                     f'(0, 1], got {decay}')
+  if not (freeze or decay < 1.0 or fe_freeze):
+    return None
+  found = 0
+
+  def upstream(tree):
+    layers = sorted(int(_LAYER.match(str(k)).group(1)) for k in tree
+                    if _LAYER.match(str(k)))
+    top = len(layers)
+
+    def factor(path, _):
+      first = str(getattr(path[0], 'key', path[0]))
+      if freeze or (fe_freeze and first in network.feature_encoder):
+        return 0.0
+      m = _LAYER.match(first)
+      if m:
+        return decay ** (top - int(m.group(1)))
+      if first in network.final_norms:
+        return 1.0
+      return decay ** (top + 1)
+    return jax.tree_util.tree_map_with_path(factor, tree)
+
+  def visit(node):
+    nonlocal found
+    out = {}
+    for key, value in node.items():
+      if key == 'encoder' and _is_upstream(value):
+        out[key] = upstream(value)
+        found += 1
+      elif isinstance(value, Mapping):
+        out[key] = visit(value)
+      else:
+        out[key] = jax.tree.map(lambda _: 1.0, value)
+    return out
+
+  tree = visit(params)
+  if not found:
+    raise ValueError(
+        f'config.model.{network.name}: freeze / layer_decay need a '
+        'transformer encoder in the method\'s parameters, found none')
+  return tree
+
+
 def default_options() -> ml_collections.ConfigDict:
   """One options block per registered network, with its defaults."""
   return ml_collections.ConfigDict(
@@ -399,8 +483,10 @@ def _hf_options(module, options) -> dict:
 def _transformer(module, name: str):
   """(build, load_params) of the `jaxser.models.ast`-like `module`."""
   def build(options):
-    return module.network_from_config(_hf_options(module, options),
-                                      f'config.model.{name}.')
+    net = module.network_from_config(_hf_options(module, options),
+                                     f'config.model.{name}.')
+    return net.clone(freeze=True) if hf_checkpoint.cfg_get(
+        options, 'freeze') else net
 
   def load_params(options):
     checkpoint = hf_checkpoint.cfg_get(options, 'checkpoint')
@@ -493,7 +579,8 @@ register(Network(
         checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
         patch_size=16, frequency_stride=10, time_stride=10,
         num_mel_bins=128, max_length=1024, dtype='float32', remat=False,
-        dropout=0.0, attention_dropout=0.0, pos_resize='ast'),
+        dropout=0.0, attention_dropout=0.0, pos_resize='ast', freeze=False,
+        layer_decay=1.0),
     embedding_dim=lambda o: _build_ast(o).encoder.hidden,
     frame_sequence=True, feature_sets=('fbank128',), check=_check_ast,
     load_params=_load_ast,
@@ -505,7 +592,8 @@ register(Network(
     defaults=dict(
         checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
         vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
-        dtype='float32', remat=False, dropout=0.1, attention_dropout=0.1),
+        dtype='float32', remat=False, dropout=0.1, attention_dropout=0.1,
+        freeze=False, layer_decay=1.0),
     embedding_dim=lambda o: _build_bert(o).encoder.hidden,
     frame_sequence=True, feature_sets=('tokens',), check=_check_bert,
     load_params=_load_bert,
