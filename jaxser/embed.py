@@ -8,13 +8,19 @@ transformers, and how others reuse the encoders.
 
 DIR is a checkpoint directory in the Hugging Face layout (config.json +
 model.safetensors; see jaxser/models/hf_checkpoint.py); its config.json's
-`model_type` picks the model: `audio-spectrogram-transformer` or `bert`.
+`model_type` picks the model: `audio-spectrogram-transformer`, `bert` or
+`whisper`.
 X.npy holds the inputs exactly as the Hugging Face model takes them:
 
   AST   input_values (batch, frames, num_mel_bins) float: the normalised
         Kaldi fbank of ASTFeatureExtractor (= jaxser's `fbank128`)
   BERT  input_ids (batch, tokens) integers; --attention_mask (batch, tokens)
         of 0/1 (default all 1), --token_type_ids (default all 0)
+  Whisper  input_features (batch, num_mel_bins, 3000) float: the log-mel of
+        WhisperFeatureExtractor (80 bins, 128 for large-v3), exactly
+        2 x max_source_positions frames as HF's encoder requires; no
+        --attention_mask (HF ignores it) -> hidden states of 1500 frames,
+        the last one after the final layer norm as in HF
 
 (For AST, --attention_mask is HF's optional key mask over the model's
 tokens, (batch, patches + 2).) Y.npz (written atomically) holds
@@ -39,6 +45,7 @@ from jaxser import runtime
 
 AST_TYPE = 'audio-spectrogram-transformer'
 BERT_TYPE = 'bert'
+WHISPER_TYPE = 'whisper'
 
 
 def _load_array(path: str, flag: str) -> np.ndarray:
@@ -92,6 +99,7 @@ def embed(checkpoint: str, inputs: np.ndarray,
   from jaxser.models import bert  # pylint: disable=g-import-not-at-top
   from jaxser.models import hf_checkpoint as hf  # pylint: disable=g-import-not-at-top
   from jaxser.models import transformer_blocks as tb  # pylint: disable=g-import-not-at-top
+  from jaxser.models import whisper  # pylint: disable=g-import-not-at-top
 
   if batch_size < 1:
     raise ValueError(f'--batch_size: must be at least 1, got {batch_size}')
@@ -135,9 +143,26 @@ def embed(checkpoint: str, inputs: np.ndarray,
     inputs = inputs.astype(np.int32)
     params = bert.load_params(checkpoint)
     apply = lambda p, x, m, t: model.apply({'params': p}, x, m, t)
+  elif model_type == WHISPER_TYPE:
+    model = whisper.from_hf_config(hf_config, source,
+                                   output_hidden_states=True, dtype=compute)
+    model.check_input(inputs.shape, n_in)
+    if not (np.issubdtype(inputs.dtype, np.floating)
+            or np.issubdtype(inputs.dtype, np.integer)):
+      raise ValueError(f'{n_in}: must be real numbers, got {inputs.dtype}')
+    if not np.isfinite(inputs).all():
+      raise ValueError(f'{n_in}: holds NaN or infinite values')
+    if attention_mask is not None:
+      raise ValueError(f"{n_mask}: Whisper's encoder takes no attention mask "
+                       '(Hugging Face ignores it); leave it out')
+    if token_type_ids is not None:
+      raise ValueError(f'{n_types}: only BERT takes token types')
+    mask, inputs = None, inputs.astype(np.float32)
+    params = whisper.load_params(checkpoint)
+    apply = lambda p, x, m, t: model.apply({'params': p}, x)
   else:
     raise ValueError(f'{source}: model_type={model_type!r}; jaxser.embed '
-                     f'runs {AST_TYPE!r} and {BERT_TYPE!r}')
+                     f'runs {AST_TYPE!r}, {BERT_TYPE!r} and {WHISPER_TYPE!r}')
 
   @jax.jit
   def run(p, x, m, t):
