@@ -34,6 +34,9 @@ def atomic_open(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
                              prefix=f'.{os.path.basename(path)}.',
                              suffix='.tmp')
   try:
+    # mkstemp makes the file 0600; a result is as readable as any file the
+    # user writes (the usual umask), e.g. by colleagues on a shared server.
+    os.chmod(tmp, 0o666 & ~_umask())
     with os.fdopen(fd, mode, **kwargs) as f:
       yield f
     os.replace(tmp, path)
@@ -41,6 +44,12 @@ def atomic_open(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def _umask() -> int:
+  mask = os.umask(0o22)
+  os.umask(mask)
+  return mask
 
 
 def write_text(path: str, text: str) -> None:

@@ -166,6 +166,12 @@ def test_atomic_open_keeps_the_old_file_on_failure(tmp_path):
   with open(path) as f:
     assert json.load(f) == {'a': 1}
   assert os.listdir(tmp_path) == ['results.json']  # No temporary left.
+  umask = os.umask(0o022)
+  try:
+    io_lib.write_json(path, {'a': 2})
+  finally:
+    os.umask(umask)
+  assert os.stat(path).st_mode & 0o777 == 0o644  # Not mkstemp's 0600.
   io_lib.write_csv(str(tmp_path / 't.csv'), ['x', 'y'], [(1, 2)])
   assert open(tmp_path / 't.csv').read().splitlines() == ['x,y', '1,2']
   io_lib.write_npz(str(tmp_path / 'a.npz'), v=np.arange(3))
