@@ -209,6 +209,20 @@ def test_pooling_uses_valid_frames_only():
                          atol=1e-3)
 
 
+def test_frozen_network_trains_only_the_layer_weights():
+  net = whisper.network_from_config(
+      {'layers': 1, 'hidden': 16, 'heads': 2, 'num_mel_bins': 8,
+       'max_source_positions': 10}).clone(freeze=True)
+  args = (jnp.asarray(np.random.default_rng(0).standard_normal(
+      (2, 8, 20), np.float32)), jnp.array([20, 7]))
+  params = _random_params(net, args)
+  grads = jax.jit(jax.grad(lambda p: (net.apply(
+      {'params': p}, *args)['embedding'] ** 2).sum()))(params)
+  assert all(float(jnp.abs(g).max()) == 0.0
+             for g in jax.tree_util.tree_leaves(grads['encoder']))
+  assert float(jnp.abs(grads['pool']['layer_sum']['layer_weights']).max()) > 0
+
+
 def test_shorter_inputs_without_pad_to_30s(tiny, golden):
   model, params = tiny
   short = model.clone(pad_to_30s=False)

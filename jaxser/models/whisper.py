@@ -660,6 +660,10 @@ class WhisperNetwork(nn.Module):
   checkpoint into 'encoder'.
   """
   encoder: Whisper
+  # A frozen upstream (config.model.<name>.freeze): no gradient flows into
+  # the encoder, so its backward pass is not computed; the layer weights of
+  # the pooling still train.
+  freeze: bool = False
 
   @nn.compact
   def __call__(self, x, lengths, *, train: bool = False):
@@ -673,6 +677,8 @@ class WhisperNetwork(nn.Module):
                        f'or (batch, {self.encoder.num_mel_bins}, frames) '
                        f'features, got shape {tuple(x.shape)}')
     out = self.encoder(x, lengths, train=train)
+    if self.freeze:
+      out = jax.lax.stop_gradient(out)
     embedding, frames = tb.LayerSumPooling(name='pool')(out)
     return {'embedding': embedding, 'frames': frames,
             'frame_lengths': out.mask.sum(axis=1).astype(jnp.int32)}
