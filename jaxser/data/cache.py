@@ -36,11 +36,11 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import tqdm
 
+from jaxser import io as io_lib
 from jaxser.data import audio as audio_lib
 from jaxser.data.corpus import Corpus
 from jaxser.data.corpus import CorpusError
@@ -114,13 +114,10 @@ def _write_chunk(path: str, result: dict, shape: tuple[int, ...],
                  dtype=np.float32) -> None:
   feats = (np.stack(result['features']) if result['features']
            else np.zeros((0,) + shape, dtype))
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-  with os.fdopen(fd, 'wb') as f:
-    np.savez(f, features=feats,
-             lengths=np.asarray(result['lengths'], np.int32),
-             indices=np.asarray(result['indices'], np.int32),
-             skipped=json.dumps(result['skipped']))
-  os.replace(tmp, path)
+  io_lib.write_npz(path, features=feats,
+                   lengths=np.asarray(result['lengths'], np.int32),
+                   indices=np.asarray(result['indices'], np.int32),
+                   skipped=json.dumps(result['skipped']))
 
 
 def _probe_shape(corpus: Corpus, feature: FeatureConfig) -> tuple[int, ...]:
@@ -273,10 +270,8 @@ def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
                 usable=sorted(usable),
                 skipped=[list(s) for s in skipped],
                 utterances=[u.to_json() for u in corpus.utterances])
-    fd, tmp = tempfile.mkstemp(dir=data_dir, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-      json.dump(meta, f)
-    os.replace(tmp, meta_path)  # The meta file marks the cache as complete.
+    # The meta file marks the cache as complete.
+    io_lib.write_json(meta_path, meta, indent=None)
     shutil.rmtree(staging, ignore_errors=True)
     logging.info('cached %s (%d usable, %d skipped) in %s', corpus.name,
                  len(usable), len(skipped), data_dir)

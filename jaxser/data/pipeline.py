@@ -45,6 +45,7 @@ import os
 import jax
 import numpy as np
 
+from jaxser import io as io_lib
 from jaxser.data import cache as cache_lib
 from jaxser.data import corpus as corpus_lib
 from jaxser.data import labels as labels_lib
@@ -310,8 +311,7 @@ def normalization(cached: cache_lib.CachedCorpus, data_cfg) -> dict | None:
     stats = normalize.compute_stats(
         whole['features'], whole['length'],
         speakers[cached.usable], method)
-    np.savez(path + '.tmp.npz', **stats)
-    os.replace(path + '.tmp.npz', path)
+    io_lib.write_npz(path, **stats)
   with np.load(path) as z:
     stats = dict(z)
   return {'rows': normalize.row_index(stats, speakers),
