@@ -77,6 +77,7 @@ from jaxser.models import cnn_tcn
 from jaxser.models import frontend as frontend_lib
 from jaxser.models import hf_checkpoint
 from jaxser.models import mlp
+from jaxser.models import whisper as whisper_lib
 
 INPUT_KINDS = {
     'frames': 'frame-level features',
@@ -516,6 +517,13 @@ def _feature_params(data, name: str) -> dict:
 
 _build_ast, _load_ast = _transformer(ast_lib, 'ast')
 _build_bert, _load_bert = _transformer(bert_lib, 'bert')
+_build_whisper, _load_whisper = _transformer(whisper_lib, 'whisper')
+
+
+def _check_whisper(options, data) -> None:
+  del data  # Any waveform length: the network pads or cuts to its window.
+  _build_whisper(options)  # Sizes against the checkpoint's config.json.
+  _check_weights('whisper', options)
 
 
 def _check_ast(options, data) -> None:
@@ -598,3 +606,17 @@ register(Network(
     frame_sequence=True, feature_sets=('tokens',), check=_check_bert,
     load_params=_load_bert,
     description='BERT on token ids (tokens), layer-sum + mean pooling'))
+
+register(Network(
+    'whisper', inputs='waveform', build=_build_whisper,
+    defaults=dict(
+        checkpoint='', layers=6, hidden=512, heads=8, mlp_dim=2048,
+        num_mel_bins=80, max_source_positions=1500, dtype='float32',
+        remat=False, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_to_30s=True, freeze=False,
+        layer_decay=1.0),
+    embedding_dim=lambda o: _build_whisper(o).encoder.hidden,
+    frame_sequence=True, feature_sets=('waveform',), check=_check_whisper,
+    load_params=_load_whisper,
+    description='Whisper encoder on waveforms (its log-mel on the device, '
+                '30 s windows), layer-sum + mean over the valid frames'))
