@@ -1,6 +1,7 @@
-"""Runs a Hugging Face AST or BERT checkpoint on an array of model inputs and
-writes all its hidden states: how a user checks a conversion against
-transformers, and how others reuse the encoders.
+"""Runs a Hugging Face AST, BERT, Whisper, wav2vec 2.0, HuBERT or WavLM
+checkpoint on an array of model inputs and writes all its hidden states:
+how a user checks a conversion against transformers, and how others reuse
+the encoders.
 
   python -m jaxser.embed --checkpoint=DIR --inputs=X.npy --out=Y.npz \
       [--attention_mask=M.npy] [--token_type_ids=T.npy] [--batch_size=8] \
@@ -8,8 +9,8 @@ transformers, and how others reuse the encoders.
 
 DIR is a checkpoint directory in the Hugging Face layout (config.json +
 model.safetensors; see jaxser/models/hf_checkpoint.py); its config.json's
-`model_type` picks the model: `audio-spectrogram-transformer`, `bert` or
-`whisper`.
+`model_type` picks the model: `audio-spectrogram-transformer`, `bert`,
+`whisper`, `wav2vec2`, `hubert` or `wavlm`.
 X.npy holds the inputs exactly as the Hugging Face model takes them:
 
   AST   input_values (batch, frames, num_mel_bins) float: the normalised
@@ -21,6 +22,15 @@ X.npy holds the inputs exactly as the Hugging Face model takes them:
         2 x max_source_positions frames as HF's encoder requires; no
         --attention_mask (HF ignores it) -> hidden states of 1500 frames,
         the last one after the final layer norm as in HF
+  wav2vec2 / HuBERT / WavLM  input_values (batch, samples) float: 16 kHz
+        waveforms as HF's model takes them (normalised by
+        Wav2Vec2FeatureExtractor where the checkpoint's
+        preprocessor_config.json says do_normalize: jaxser.embed does not
+        normalise); --attention_mask (batch, samples) of 0/1 marks the valid
+        samples (HF's attention_mask; default: none, nothing masked) ->
+        hidden states per conv frame (20 ms), in the order of transformers
+        5's output_hidden_states (for do_stable_layer_norm models the last
+        one is before the final layer norm, which last_hidden_state has)
 
 (For AST, --attention_mask is HF's optional key mask over the model's
 tokens, (batch, patches + 2).) Y.npz (written atomically) holds
@@ -46,6 +56,7 @@ from jaxser import runtime
 AST_TYPE = 'audio-spectrogram-transformer'
 BERT_TYPE = 'bert'
 WHISPER_TYPE = 'whisper'
+SSL_TYPES = ('wav2vec2', 'hubert', 'wavlm')
 
 
 def _load_array(path: str, flag: str) -> np.ndarray:
@@ -99,6 +110,7 @@ def embed(checkpoint: str, inputs: np.ndarray,
   from jaxser.models import bert  # pylint: disable=g-import-not-at-top
   from jaxser.models import hf_checkpoint as hf  # pylint: disable=g-import-not-at-top
   from jaxser.models import transformer_blocks as tb  # pylint: disable=g-import-not-at-top
+  from jaxser.models import wav2vec2  # pylint: disable=g-import-not-at-top
   from jaxser.models import whisper  # pylint: disable=g-import-not-at-top
 
   if batch_size < 1:
@@ -160,9 +172,28 @@ def embed(checkpoint: str, inputs: np.ndarray,
     mask, inputs = None, inputs.astype(np.float32)
     params = whisper.load_params(checkpoint)
     apply = lambda p, x, m, t: model.apply({'params': p}, x)
+  elif model_type in SSL_TYPES:
+    family = wav2vec2.family(model_type)
+    model = family.from_hf_config(hf_config, source,
+                                  output_hidden_states=True, dtype=compute)
+    model.check_input(inputs.shape, n_in)
+    if not (np.issubdtype(inputs.dtype, np.floating)
+            or np.issubdtype(inputs.dtype, np.integer)):
+      raise ValueError(f'{n_in}: must be real numbers, got {inputs.dtype}')
+    if not np.isfinite(inputs).all():
+      raise ValueError(f'{n_in}: holds NaN or infinite values')
+    if token_type_ids is not None:
+      raise ValueError(f'{n_types}: only BERT takes token types')
+    mask = _check_mask(attention_mask, inputs.shape, n_mask)
+    # As HF, the sample mask counts each row's valid samples.
+    mask = None if mask is None else mask.sum(axis=1).astype(np.int32)
+    inputs = inputs.astype(np.float32)
+    params = family.load_params(checkpoint)
+    apply = lambda p, x, m, t: model.apply({'params': p}, x, m)
   else:
     raise ValueError(f'{source}: model_type={model_type!r}; jaxser.embed '
-                     f'runs {AST_TYPE!r}, {BERT_TYPE!r} and {WHISPER_TYPE!r}')
+                     f'runs {AST_TYPE!r}, {BERT_TYPE!r}, {WHISPER_TYPE!r}, '
+                     + ', '.join(repr(t) for t in SSL_TYPES))
 
   @jax.jit
   def run(p, x, m, t):
