@@ -24,7 +24,10 @@ Input kinds (`INPUT_KINDS`; `feature_kind` gives a feature set's):
   waveform     (B, samples), lengths = valid samples (waveform);
   tokens       (B, T) int token ids, lengths = valid tokens (tokens);
   functionals  (B, D) utterance-level functionals, lengths = 1 (emobase,
-               is10, egemaps).
+               is10, egemaps);
+  layers       a pretrained encoder's hidden states: (B, K, H) per-layer
+               means (lengths = K, all valid) or (B, T, K, H) frames,
+               lengths = valid frames (ssl; jaxser.data.ssl_features).
 A network that takes frames can also be fed from waveforms by an on-device
 front end, `config.model.frontend` (a feature set computed in the step,
 after on-device augmentation; `FRONTENDS`).
@@ -77,6 +80,9 @@ from jaxser.models import cnn_tcn
 from jaxser.models import frontend as frontend_lib
 from jaxser.models import hf_checkpoint
 from jaxser.models import mlp
+from jaxser.models import wav2vec2 as wav2vec2_lib
+from jaxser.models import wavlm as wavlm_lib
+from jaxser.models import ssl_head
 from jaxser.models import whisper as whisper_lib
 
 INPUT_KINDS = {
@@ -85,6 +91,7 @@ INPUT_KINDS = {
     'waveform': 'waveforms',
     'tokens': 'token ids',
     'functionals': 'utterance-level functionals',
+    'layers': 'self-supervised layer features',
 }
 # Kinds of the feature sets whose `frame_level` flag does not tell it (a
 # frame-level set is 'frames', an utterance-level one 'functionals'). A
@@ -478,6 +485,8 @@ def _hf_options(module, options) -> dict:
     if opts.get(field) == default:
       opts[field] = None
   opts['checkpoint'] = opts.get('checkpoint') or None
+  if opts.get('normalize') == 'auto':  # The checkpoint's feature extractor.
+    del opts['normalize']
   return opts
 
 
@@ -518,6 +527,21 @@ def _feature_params(data, name: str) -> dict:
 _build_ast, _load_ast = _transformer(ast_lib, 'ast')
 _build_bert, _load_bert = _transformer(bert_lib, 'bert')
 _build_whisper, _load_whisper = _transformer(whisper_lib, 'whisper')
+_SSL = {'wav2vec2': wav2vec2_lib.WAV2VEC2, 'hubert': wav2vec2_lib.HUBERT,
+        'wavlm': wavlm_lib.WAVLM}
+_SSL_BUILD = {name: _transformer(family, name)
+              for name, family in _SSL.items()}
+
+
+def _ssl_check(name):
+  def check(options, data) -> None:
+    del data  # Any waveform of at least one frame (25 ms).
+    _SSL_BUILD[name][0](options)  # Sizes against the checkpoint's.
+    _check_weights(name, options)
+    if options.get('normalize') not in ('auto', True, False):
+      raise ValueError(f'config.model.{name}.normalize: auto, True or '
+                       f'False, got {options.get("normalize")!r}')
+  return check
 
 
 def _check_whisper(options, data) -> None:
@@ -620,3 +644,35 @@ register(Network(
     load_params=_load_whisper,
     description='Whisper encoder on waveforms (its log-mel on the device, '
                 '30 s windows), layer-sum + mean over the valid frames'))
+
+register(Network(
+    'ssl_head', inputs='layers', build=ssl_head.from_config,
+    defaults=dict(hidden=256, depth=1, dropout=0.1, layer_norm=False),
+    embedding_dim=lambda o: o.hidden, frame_sequence=True,
+    feature_sets=('ssl',),
+    description='Head on cached self-supervised features (ssl): learned '
+                'layer weights, mean over valid frames, MLP'))
+
+# wav2vec 2.0, HuBERT, WavLM: base sizes; a checkpoint's config.json sets
+# the feature-encoder and norm variant. normalize 'auto': the checkpoint's
+# preprocessor_config.json do_normalize (zero mean, unit variance per
+# utterance, on the device). freeze_feature_encoder: the CNN feature encoder
+# is not trained (the usual fine-tuning recipe).
+for _name, _description in (
+    ('wav2vec2', 'wav2vec 2.0'), ('hubert', 'HuBERT'), ('wavlm', 'WavLM')):
+  _defaults = dict(
+      checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
+      dtype='float32', remat=False, dropout=0.1, attention_dropout=0.1,
+      activation_dropout=0.0, feat_proj_dropout=0.0, normalize='auto',
+      freeze=False, freeze_feature_encoder=True, layer_decay=1.0)
+  register(Network(
+      _name, inputs='waveform', build=_SSL_BUILD[_name][0],
+      defaults=_defaults,
+      embedding_dim=(lambda n: lambda o: _SSL_BUILD[n][0](o).encoder.hidden)(
+          _name),
+      frame_sequence=True, feature_sets=('waveform',),
+      check=_ssl_check(_name), load_params=_SSL_BUILD[_name][1],
+      feature_encoder=('feature_extractor',),
+      final_norms=('encoder_final_layer_norm',),
+      description=f'{_description} on waveforms, layer-sum + mean over the '
+                  'valid frames'))
