@@ -37,8 +37,9 @@ EXPECTED = {
 
 
 def test_every_set_is_tested():
-  # The one text set, `tokens`, is tested in test_text.py.
-  assert sorted([*EXPECTED, 'tokens']) == features_lib.available()
+  # The one text set, `tokens`, is tested in test_text.py; `ssl` (a
+  # checkpoint's hidden states) in test_ssl_features.py.
+  assert sorted([*EXPECTED, 'tokens', 'ssl']) == features_lib.available()
   assert all(features_lib.get(name).reads == 'audio' for name in EXPECTED)
   assert features_lib.get('tokens').reads == 'text'
 

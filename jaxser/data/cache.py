@@ -23,6 +23,13 @@ without them, so gaining transcripts never rebuilds an audio cache.
 Utterances without a transcript are skipped (reason 'no transcript', as
 unreadable audio files are); a corpus with none at all is an error. Features
 are stored as the set's dtype (float32; int32 token ids).
+
+Batched sets (`ssl`: a pretrained encoder's hidden states) run their model
+in the main process, on the default device: a thread pool (`workers`
+threads, at least one) reads the next chunk's audio while the current one
+is extracted in padded batches (`FeatureConfig.batch_extractor`), with the
+utterances and seconds of audio per second on the progress bar. Chunks are
+staged and resumed as for the other sets.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import time
 
 import numpy as np
 import tqdm
@@ -47,6 +55,7 @@ from jaxser.data.corpus import CorpusError
 from jaxser.data.features import FeatureConfig
 
 CHUNK = 64
+BATCHED_CHUNK = 128  # Utterances per staged chunk of a batched set.
 NO_TEXT = 'no transcript'  # Skip reason of an utterance without text.
 
 
@@ -120,14 +129,15 @@ def _write_chunk(path: str, result: dict, shape: tuple[int, ...],
                    skipped=json.dumps(result['skipped']))
 
 
-def _probe_shape(corpus: Corpus, feature: FeatureConfig) -> tuple[int, ...]:
+def _probe_shape(corpus: Corpus, feature: FeatureConfig,
+                 extract=None) -> tuple[int, ...]:
   """Feature shape, from one second of silence-free noise (a word for text
-  sets)."""
+  sets); batched sets through their open `extract`."""
   if feature.reads_text:
     return tuple(feature.compute_text('probe')[0].shape)
   rng = np.random.default_rng(0)
-  x, _ = feature.compute(
-      (0.1 * rng.standard_normal(16000)).astype(np.float32))
+  wav = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+  x, _ = extract([wav])[0] if extract is not None else feature.compute(wav)
   del corpus
   return tuple(x.shape)
 
@@ -181,6 +191,68 @@ def _extract_all(corpus: Corpus, feature: FeatureConfig, staging: str,
         _write_chunk(os.path.join(staging, f'{a:08d}.npz'), fut.result(),
                      shape, feature.dtype)
         bar.update(b - a)
+  bar.close()
+
+
+def _read_one(corpus: Corpus, i: int):
+  """(index, waveform or None, reason it cannot be used)."""
+  utt = corpus.utterances[i]
+  try:
+    wav = corpus.read_audio(utt)
+    audio_lib.check(wav)
+  except audio_lib.AudioError as e:
+    return i, None, str(e)
+  return i, wav, ''
+
+
+def _extract_batched(corpus: Corpus, feature: FeatureConfig, staging: str,
+                     workers: int, shape: tuple[int, ...], extract) -> None:
+  """A batched set's chunks: audio read by threads (the next chunk while
+  this one is extracted), features by `extract` in the main process."""
+  os.makedirs(staging, exist_ok=True)
+  n = len(corpus.utterances)
+  todo = [(s, min(s + BATCHED_CHUNK, n)) for s in range(0, n, BATCHED_CHUNK)
+          if not os.path.exists(os.path.join(staging, f'{s:08d}.npz'))]
+  if not todo:
+    return
+  bar = tqdm.tqdm(total=n, initial=n - sum(b - a for a, b in todo),
+                  desc=f'features {corpus.name}/{feature.name}', unit='utt',
+                  dynamic_ncols=True)
+  start, seconds = time.perf_counter(), 0.0
+
+  def progress(utterances: int, samples: int) -> None:
+    nonlocal seconds
+    seconds += samples / audio_lib.SAMPLE_RATE
+    bar.update(utterances)
+    bar.set_postfix_str(
+        f'{seconds / max(time.perf_counter() - start, 1e-9):.1f} s audio/s',
+        refresh=False)
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    submit = lambda a, b: [pool.submit(_read_one, corpus, i)
+                           for i in range(a, b)]
+    pending = submit(*todo[0])
+    for k, (a, b) in enumerate(todo):
+      reads = [f.result() for f in pending]
+      if k + 1 < len(todo):
+        pending = submit(*todo[k + 1])
+      result = dict(features=[], lengths=[], indices=[], skipped=[])
+      good = [(i, wav) for i, wav, _ in reads if wav is not None]
+      for i, wav, reason in reads:
+        if wav is None:
+          result['skipped'].append((corpus.utterances[i].utt_id, reason))
+      bar.update(len(reads) - len(good))
+      feats = extract([wav for _, wav in good], progress) if good else []
+      for (i, _), (x, length) in zip(good, feats):
+        if not np.all(np.isfinite(x)):
+          result['skipped'].append((corpus.utterances[i].utt_id,
+                                    'non-finite features'))
+          continue
+        result['features'].append(x)
+        result['lengths'].append(length)
+        result['indices'].append(i)
+      _write_chunk(os.path.join(staging, f'{a:08d}.npz'), result, shape,
+                   feature.dtype)
   bar.close()
 
 
@@ -249,8 +321,13 @@ def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
   config = tfds.core.BuilderConfig(name=key)
 
   if not os.path.exists(meta_path):
-    shape = _probe_shape(corpus, feature)
-    _extract_all(corpus, feature, staging, workers, shape)
+    if feature.batched:
+      with feature.batch_extractor() as extract:
+        shape = _probe_shape(corpus, feature, extract)
+        _extract_batched(corpus, feature, staging, workers, shape, extract)
+    else:
+      shape = _probe_shape(corpus, feature)
+      _extract_all(corpus, feature, staging, workers, shape)
     skipped, usable = [], []
     for _, _, indices, skip in _read_staging(staging):
       usable.extend(int(i) for i in indices)

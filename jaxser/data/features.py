@@ -16,17 +16,27 @@ Sets: `mfcc40` (Emo-DNA), `logmel80` / `logmel128` (MMD-SER), `fbank128`
 (the Audio Spectrogram Transformer's Kaldi fbank), `spec_segments` (DIFL),
 `emobase`, `is10`, `egemaps` (openSMILE functionals), `waveform` (the
 samples themselves, for front ends that run on the accelerator), `tokens`
-(BERT token ids of the transcript, int32; never reads audio).
+(BERT token ids of the transcript, int32; never reads audio), `ssl` (the
+hidden states of a pretrained self-supervised speech encoder, computed in
+batches on the device: `jaxser.data.ssl`).
 
 A text set (`reads='text'`) is computed from `Utterance.text` by
 `FeatureConfig.compute_text`; the cache skips utterances without a
 transcript and refuses a corpus that has none. A set that reads files
 besides its parameters (a tokenizer) names them in the cache key through its
 `identity`, so a changed file never reuses a stale cache.
+
+A batched set (`batched`: `ssl`) runs a model on padded batches of
+waveforms in the main process instead of `fn` in worker processes; the
+cache uses `FeatureConfig.batch_extractor`. Its `frame_level` may depend on
+its parameters (a callable), and parameters that do not change the
+features (an extraction batch size) are left out of the cache key
+(`unkeyed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -53,7 +63,7 @@ class FeatureSet:
     fn: (waveform, **params) -> np.ndarray, (frames, ...) or (dims,).
     defaults: default parameters of `fn`.
     frame_level: whether `fn` returns a sequence along its first axis, which
-      is padded or cropped to a fixed length.
+      is padded or cropped to a fixed length; or params -> that.
     length_param: the parameter that fixes that length, for sets whose first
       axis is not frames; None: the data config's `frames` fixes it.
     kind: the input kind a network takes it as (a key of
@@ -67,29 +77,49 @@ class FeatureSet:
       None: nothing.
     check: params -> None, raising a one-line ValueError that names the
       `config.data.feature_params` field of a bad value; None: no check.
+    batched: params -> a context manager giving `extract(waveforms,
+      progress=None) -> [fn's output of each]`, which runs a model on
+      padded batches in the main process (the model is loaded while it is
+      open); the cache uses it instead of `fn` in worker processes. None:
+      `fn` per utterance.
+    unkeyed: parameters left out of the cache key (they do not change the
+      features, e.g. an extraction batch size).
   """
   name: str
   fn: Callable[..., np.ndarray]
   defaults: dict[str, Any]
-  frame_level: bool = True
+  frame_level: bool | Callable[[dict[str, Any]], bool] = True
   length_param: str | None = None
   kind: str | None = None
   reads: str = 'audio'
   dtype: str = 'float32'
   identity: Callable[..., str] | None = None
   check: Callable[..., None] | None = None
+  batched: Callable[[dict[str, Any]], Any] | None = None
+  unkeyed: tuple[str, ...] = ()
+
+  def is_frame_level(self, params: dict[str, Any]) -> bool:
+    """`frame_level` under `params` (it may depend on them)."""
+    if callable(self.frame_level):
+      return bool(self.frame_level(params))
+    return bool(self.frame_level)
 
 
 _FEATURES: dict[str, FeatureSet] = {}
 READS = ('audio', 'text')
 
 
-def register(name: str, frame_level: bool = True,
+def register(name: str, frame_level: bool | Callable[..., bool] = True,
              length_param: str | None = None, *, kind: str | None = None,
              reads: str = 'audio', dtype: str = 'float32',
              identity: Callable[..., str] | None = None,
-             check: Callable[..., None] | None = None, **defaults):
-  if length_param is not None and (not frame_level
+             check: Callable[..., None] | None = None,
+             batched: Callable[[dict[str, Any]], Any] | None = None,
+             unkeyed: tuple[str, ...] = (),
+             params: dict[str, Any] | None = None, **defaults):
+  # `params`: defaults whose names register's own arguments take (`dtype`).
+  defaults = {**defaults, **(params or {})}
+  if length_param is not None and (frame_level is not True
                                    or length_param not in defaults):
     raise ValueError(f'feature set {name!r}: length_param {length_param!r} '
                      'must be a parameter of a frame-level set')
@@ -100,7 +130,8 @@ def register(name: str, frame_level: bool = True,
   def wrap(fn):
     _FEATURES[name] = FeatureSet(name, fn, dict(defaults), frame_level,
                                  length_param, kind=kind, reads=reads,
-                                 dtype=dtype, identity=identity, check=check)
+                                 dtype=dtype, identity=identity, check=check,
+                                 batched=batched, unkeyed=tuple(unkeyed))
     return fn
   return wrap
 
@@ -139,7 +170,7 @@ class FeatureConfig:
       fs.check(params)
     if fs.length_param is not None:
       frames = int(params[fs.length_param])
-    elif not fs.frame_level:
+    elif not fs.is_frame_level(params):
       frames = None
     return cls(name, tuple(sorted(params.items())), frames)
 
@@ -170,7 +201,8 @@ class FeatureConfig:
   def key(self) -> str:
     """A short stable name of this configuration, used to key the cache."""
     fs = get(self.name)
-    parts = [self.name, self.params, self.frames]
+    params = tuple(p for p in self.params if p[0] not in fs.unkeyed)
+    parts = [self.name, params, self.frames]
     if fs.identity is not None:
       parts.append(fs.identity(**dict(self.params)))
     blob = json.dumps(parts, sort_keys=True)
@@ -182,10 +214,40 @@ class FeatureConfig:
     if fs.reads != 'audio':
       raise ValueError(f'feature set {self.name!r} is computed from '
                        'transcripts (compute_text), not audio')
-    x = np.asarray(fs.fn(wav, **dict(self.params)), fs.dtype)
-    if not fs.frame_level:
-      return x, 1
+    return self._finish(fs.fn(wav, **dict(self.params)))
+
+  @property
+  def frame_level(self) -> bool:
+    return get(self.name).is_frame_level(dict(self.params))
+
+  def _finish(self, x) -> tuple[np.ndarray, int]:
+    """`fn`'s output as stored, and its number of valid first-axis rows:
+    frame-level sets padded / cropped to `frames`; an utterance-level array
+    of two or more axes has all its rows valid (1 for a vector)."""
+    x = np.asarray(x, get(self.name).dtype)
+    if not self.frame_level:
+      return x, (x.shape[0] if x.ndim >= 2 else 1)
     return fix_length(x, self.frames)
+
+  @property
+  def batched(self) -> bool:
+    """Whether this set runs a model on batches in the main process."""
+    return get(self.name).batched is not None
+
+  @contextlib.contextmanager
+  def batch_extractor(self):
+    """For a batched set: a function (waveforms, progress=None) ->
+    [(features, valid rows)] as `compute` gives them, one per waveform,
+    computed in padded batches on the device. The set's model stays loaded
+    while the context is open. `progress(utterances, samples)` is called
+    after each batch."""
+    fs = get(self.name)
+    if fs.batched is None:
+      raise ValueError(f'feature set {self.name!r} is not batched; use '
+                       'compute')
+    with fs.batched(dict(self.params)) as extract:
+      yield lambda wavs, progress=None: [
+          self._finish(x) for x in extract(wavs, progress)]
 
   def compute_text(self, text: str) -> tuple[np.ndarray, int]:
     """Features of a transcript (text sets) and the number of valid rows.
@@ -540,3 +602,36 @@ def tokens(text, *, tokenizer, max_length, vocab_size):
   tok = _checkpoint_tokenizer(directory, _signature(directory))
   ids, mask = bert.encode(tok, [text], max_length)
   return ids[0, :int(mask[0].sum())]
+
+
+# Hidden states of a pretrained self-supervised speech encoder.
+
+
+def _ssl():
+  """jaxser.data.ssl_features, imported when first used (it imports JAX)."""
+  from jaxser.data import ssl_features  # pylint: disable=g-import-not-at-top
+  return ssl_features
+
+
+@register('ssl', frame_level=lambda params: params['pool'] == 'none',
+          kind='layers', identity=lambda **p: _ssl().identity(**p),
+          check=lambda params: _ssl().check(params),
+          batched=lambda params: _ssl().batch_extractor(params),
+          unkeyed=('batch_size',),
+          params=dict(checkpoint='', layers='all', pool='mean', batch_size=8,
+                      dtype='float32'))
+def ssl(wav, **params):
+  """A pretrained encoder's hidden states (`jaxser.data.ssl_features`).
+
+  `checkpoint`: a local Hugging Face directory whose config.json's
+  model_type (whisper, wav2vec2, hubert, wavlm) picks the encoder; required.
+  `layers`: 'all' or comma-separated hidden-state indices (0 = embedding
+  output). `pool` 'mean': (layers, hidden) per utterance, each layer's mean
+  over the valid frames (all rows valid); 'none': (frames, layers, hidden)
+  frame features padded / cropped to `config.data.frames`, the true frame
+  count as the length. `batch_size`: utterances per extraction batch (not
+  in the cache key). `dtype`: 'float32' or 'bfloat16' compute. Extracted in
+  padded batches on the device in the main process (`batched`); the cache
+  key holds a hash of the checkpoint's files.
+  """
+  return _ssl().extract(wav, **params)
