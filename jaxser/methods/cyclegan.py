@@ -81,6 +81,7 @@ from jaxser import losses
 from jaxser import phases as phases_lib
 from jaxser.data import features as features_lib
 from jaxser.data import pipeline
+from jaxser.models import registry
 from jaxser.methods import base
 from jaxser.models import cyclegan as nets
 
@@ -106,10 +107,10 @@ class GanFamily(base.Method):
     `config.model`'s."""
     g = config.gan
     fc = features_lib.FeatureConfig.from_data_config(config.data)
-    if features_lib.get(fc.name).frame_level:
+    if registry.feature_kind(fc.name) != 'functionals':
       raise ValueError(f'config.data.features: {cls.name} trains on '
                        f'utterance-level functionals (is10, emobase, '
-                       f'egemaps), not the frame-level {fc.name!r}')
+                       f'egemaps), not {fc.name!r}')
     if cls.attention and len(pipeline.source_names(config.data)) < 2:
       raise ValueError(f'config.data.source: {cls.name} fuses several '
                        f'source corpora; give two or more separated by '

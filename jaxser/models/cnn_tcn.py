@@ -125,7 +125,10 @@ class ProjectionHead(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = nn.Dense(self.out_dim)(nn.relu(nn.Dense(self.hidden)(x)))
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    # sqrt(max(|x|^2, eps^2)), not max(|x|, eps): the norm's gradient at
+    # x = 0 is 0/0, which max() would still multiply into the gradient.
+    return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True),
+                                    1e-24))
 
 
 class CNNTCN(nn.Module):
