@@ -44,6 +44,12 @@ def main(argv):
     # Config and data errors: one line naming the field or file.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt as e:
+    step = getattr(e, 'step', None)
+    where = f' at step {step}, checkpoint saved' if step is not None else ''
+    print(f'interrupted{where}; rerun the same command to resume',
+          file=sys.stderr)
+    sys.exit(130)
   print(f'{result["method"]} {result["source"]} -> {result["target"]} '
         f'({result["task"]}, {result["protocol"]}): UAR {result["uar"]:.4f} '
         f'WAR {result["war"]:.4f} macro-F1 {result["macro_f1"]:.4f} on '

@@ -405,8 +405,47 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
           f'--workdir {workdir} holds a run with a different config '
           f'(fields: {", ".join("config." + c for c in changed)}); use a new '
           'workdir, or the same config to resume')
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """config.json, which locks the workdir to this experiment; written once
+  the run is about to train, so a run that fails before (a wrong corpus
+  path, say) leaves the workdir free for the corrected command."""
   if jax.process_index() == 0:
-    io_lib.write_json(path, new)
+    io_lib.write_json(os.path.join(workdir, 'config.json'),
+                      json.loads(config.to_json_best_effort()))
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during training, after the last finished step was saved."""
+
+  def __init__(self, step: int):
+    super().__init__(step)
+    self.step = step
+
+
+def provenance(started: float) -> dict:
+  """Where a result comes from: jaxser's version, its git commit when run
+  from a clone, the wall time of this invocation, the devices."""
+  import jaxser  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  commit = ''
+  root = os.path.dirname(os.path.dirname(os.path.abspath(jaxser.__file__)))
+  if os.path.isdir(os.path.join(root, '.git')):
+    try:
+      commit = subprocess.run(
+          ['git', '-C', root, 'rev-parse', 'HEAD'], capture_output=True,
+          text=True, timeout=10, check=True).stdout.strip()
+      if subprocess.run(['git', '-C', root, 'status', '--porcelain',
+                         '--untracked-files=no'], capture_output=True,
+                        text=True, timeout=10).stdout.strip():
+        commit += '+local changes'
+    except (OSError, subprocess.SubprocessError):
+      commit = ''
+  return dict(jaxser_version=jaxser.__version__, git_commit=commit,
+              wall_time_s=round(time.time() - started, 1),
+              device_kind=jax.devices()[0].device_kind,
+              processes=jax.process_count())
 
 
 class MetricWriter:
@@ -449,6 +488,7 @@ def _eval_scalars(result: dict) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict:
   """Trains `config.method` and writes `workdir/results.json`; returns it."""
+  started = time.time()
   os.makedirs(workdir, exist_ok=True)
   # An unknown method, or a config that does not fit it or its network,
   # fails before the data is read.
@@ -502,6 +542,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       print(f'resumed from step {int(state.step)} of phase '
             f'{phases[min(int(state.phase), len(phases) - 1)].name} of '
             f'{workdir}', flush=True)
+  _write_config(config, workdir)
   start_phase = int(state.phase)
   writer = MetricWriter(workdir, offsets[min(start_phase, len(phases))]
                         + int(state.step))
@@ -557,7 +598,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       num_source_train=data.source_train.size,
       num_target_train=data.target_train.size,
       left_out=data.left_out, skipped=data.skipped,
-      devices=jax.device_count())
+      devices=jax.device_count(), **provenance(started))
   if multi:
     result['phases'] = records
   elif 'selection' in records[-1]:
@@ -651,7 +692,8 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
     g = offset + int(state.step)
     if g > (ckpt.latest_step() or 0):
       ckpt.save(g, args=ocp.args.StandardSave(state), force=True)
-    raise
+      ckpt.wait_until_finished()
+    raise Interrupted(g) from None
   finally:
     bar.close()
   record = {'name': phase.name, 'groups': list(phase.groups),

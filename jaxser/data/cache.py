@@ -38,6 +38,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import io as io_std
 import json
 import logging
 import multiprocessing
@@ -45,6 +46,7 @@ import os
 import shutil
 import time
 
+from absl import logging as absl_logging
 import numpy as np
 import tqdm
 
@@ -339,8 +341,14 @@ def build(corpus: Corpus, feature: FeatureConfig, cache_dir: str,
           f'{skipped[:3]}')
     builder = builder_cls(data_dir=data_dir, config=config, shape=shape,
                           staging=staging, dtype=feature.dtype.name)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    # TFDS prints "Downloading and preparing dataset ..." (nothing is
+    # downloaded): shown only at --verbosity (jaxser.runtime).
+    shown = absl_logging.get_verbosity() >= absl_logging.INFO
+    with (contextlib.nullcontext() if shown
+          else contextlib.redirect_stdout(io_std.StringIO())):
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              try_download_gcs=False))
     meta = dict(corpus=corpus.name, feature=feature.name,
                 params=dict(feature.params), frames=feature.frames,
                 shape=list(shape), dtype=feature.dtype.name,
