@@ -29,7 +29,9 @@ common="--config=configs/source_only.py --config.model.name=wavlm \
   --config.data.feature_params.waveform.samples=48000 \
   --config.train.batch_size=32 --steps=$steps --warmup=$warmup"
 large="--config.model.wavlm.layers=24 --config.model.wavlm.hidden=1024 \
-  --config.model.wavlm.heads=16 --config.model.wavlm.mlp_dim=4096"
+  --config.model.wavlm.heads=16 --config.model.wavlm.mlp_dim=4096 \
+  --config.model.wavlm.feat_extract_norm=layer \
+  --config.model.wavlm.do_stable_layer_norm=True"
 for size in base large; do
   extra=""; [ "$size" = large ] && extra="$large"
   for dtype in bfloat16 float32; do

@@ -662,6 +662,7 @@ for _name, _description in (
     ('wav2vec2', 'wav2vec 2.0'), ('hubert', 'HuBERT'), ('wavlm', 'WavLM')):
   _defaults = dict(
       checkpoint='', layers=12, hidden=768, heads=12, mlp_dim=3072,
+      feat_extract_norm='group', do_stable_layer_norm=False,
       dtype='float32', remat=False, dropout=0.1, attention_dropout=0.1,
       activation_dropout=0.0, feat_proj_dropout=0.0, normalize='auto',
       freeze=False, freeze_feature_encoder=True, layer_decay=1.0)
