@@ -30,9 +30,14 @@ from jaxser import io as io_lib
 from jaxser import metrics as metrics_lib
 from jaxser import predictions as predictions_lib
 
-_WORKDIRS = flags.DEFINE_list(
-    'workdirs', None, 'Finished runs to fuse (two or more), comma-separated.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder.')
+
+
+def _define_flags():
+  """Defined only when it runs as a program, so that `fuse` imports beside
+  the other commands (jaxser.main and jaxser.grid define --workdir too)."""
+  flags.DEFINE_list('workdirs', None,
+                    'Finished runs to fuse (two or more), comma-separated.')
+  flags.DEFINE_string('workdir', None, 'Output folder.')
 
 
 def fuse(workdirs: Sequence[str], out: str) -> dict:
@@ -107,12 +112,13 @@ def fuse(workdirs: Sequence[str], out: str) -> dict:
 
 def main(argv):
   del argv
-  if not _WORKDIRS.value or not _WORKDIR.value:
+  workdirs, workdir = flags.FLAGS.workdirs, flags.FLAGS.workdir
+  if not workdirs or not workdir:
     print('usage: python -m jaxser.fuse --workdirs=RUN_A,RUN_B '
           '--workdir=OUT', file=sys.stderr)
     return 2
   try:
-    result = fuse(_WORKDIRS.value, _WORKDIR.value)
+    result = fuse(workdirs, workdir)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -122,9 +128,10 @@ def main(argv):
   print(f'fused ({len(result["runs"])} runs): UAR {result["uar"]:.4f} '
         f'WAR {result["war"]:.4f} macro-F1 {result["macro_f1"]:.4f} on '
         f'{result["num_eval"]} utterances; '
-        f'{os.path.join(_WORKDIR.value, "results.json")}')
+        f'{os.path.join(workdir, "results.json")}')
   return 0
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
