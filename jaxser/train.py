@@ -684,8 +684,13 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
                   f'WAR {result["war"]:.3f} F1 {result["macro_f1"]:.3f}')
       # The last step of a phase before another is saved at the boundary,
       # after what the phase produces and its best state are settled.
-      if (step % config.train.checkpoint_every == 0 and step < steps) or (
-          step == steps and last) or (stop and last):
+      # The run's last state: saved here, or, where a selection restores
+      # the best state, once restored (below), so that the final checkpoint
+      # holds the model results.json reports (jaxser.label reads it).
+      final = (step == steps or stop) and last
+      if (final and sel is None) or (
+          not final and step % config.train.checkpoint_every == 0
+          and step < steps):
         ckpt.save(g, args=ocp.args.StandardSave(state))
   except KeyboardInterrupt:
     # Keep the finished steps: a rerun resumes from here.
@@ -708,6 +713,9 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
     if 'plateau' in best:
       record['selection']['lr_scale'] = float(best['plateau'].scale)
     state = _restore_best(state, phase)
+    g = offset + int(state.step)
+    if last and g not in ckpt.all_steps():
+      ckpt.save(g, args=ocp.args.StandardSave(state), force=True)
     record['selection']['restored'] = evaluate(
         method, state, arrays[sel.arrays], data.classes,
         config.train.eval_batch_size, mesh)[sel.metric]

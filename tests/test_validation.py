@@ -127,6 +127,16 @@ def test_validation_restores_the_best_state_and_resume_matches(tmp_path,
       scale *= 0.1
     assert s == pytest.approx(scale)
 
+  # The final checkpoint holds the restored best state (what jaxser.label
+  # reads), not the last step's.
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  with ocp.CheckpointManager(str(tmp_path / 'full' / 'checkpoints')) as m:
+    saved = m.restore(m.latest_step(), args=ocp.args.StandardRestore())
+  best = saved['selection']['train']
+  for a, b in zip(jax.tree.leaves(saved['params']),
+                  jax.tree.leaves(best['params'])):
+    np.testing.assert_array_equal(a, b)
+
   # Interrupted at step 4 (a checkpoint), then resumed to 8.
   config.train.steps = 4
   train.train_and_evaluate(config, str(tmp_path / 'resumed'))
