@@ -74,6 +74,15 @@ def _load_array(path: str, flag: str) -> np.ndarray:
   return array
 
 
+def _check_real(array: np.ndarray, name: str):
+  """Finite real numbers (audio inputs)."""
+  if not (np.issubdtype(array.dtype, np.floating)
+          or np.issubdtype(array.dtype, np.integer)):
+    raise ValueError(f'{name}: must be real numbers, got {array.dtype}')
+  if not np.isfinite(array).all():
+    raise ValueError(f'{name}: holds NaN or infinite values')
+
+
 def _check_ids(array: np.ndarray, name: str, upper: int, what: str):
   """Integer array with 0 <= values < upper."""
   if not np.issubdtype(array.dtype, np.integer):
@@ -127,11 +136,7 @@ def embed(checkpoint: str, inputs: np.ndarray,
     model = ast.from_hf_config(hf_config, source, output_hidden_states=True,
                                dtype=compute)
     model.check_input(inputs.shape, n_in)
-    if not (np.issubdtype(inputs.dtype, np.floating)
-            or np.issubdtype(inputs.dtype, np.integer)):
-      raise ValueError(f'{n_in}: must be real numbers, got {inputs.dtype}')
-    if not np.isfinite(inputs).all():
-      raise ValueError(f'{n_in}: holds NaN or infinite values')
+    _check_real(inputs, n_in)
     if token_type_ids is not None:
       raise ValueError(f'{n_types}: only BERT takes token types')
     tokens = model.num_tokens(inputs.shape[1])
@@ -159,11 +164,7 @@ def embed(checkpoint: str, inputs: np.ndarray,
     model = whisper.from_hf_config(hf_config, source,
                                    output_hidden_states=True, dtype=compute)
     model.check_input(inputs.shape, n_in)
-    if not (np.issubdtype(inputs.dtype, np.floating)
-            or np.issubdtype(inputs.dtype, np.integer)):
-      raise ValueError(f'{n_in}: must be real numbers, got {inputs.dtype}')
-    if not np.isfinite(inputs).all():
-      raise ValueError(f'{n_in}: holds NaN or infinite values')
+    _check_real(inputs, n_in)
     if attention_mask is not None:
       raise ValueError(f"{n_mask}: Whisper's encoder takes no attention mask "
                        '(Hugging Face ignores it); leave it out')
@@ -177,11 +178,7 @@ def embed(checkpoint: str, inputs: np.ndarray,
     model = family.from_hf_config(hf_config, source,
                                   output_hidden_states=True, dtype=compute)
     model.check_input(inputs.shape, n_in)
-    if not (np.issubdtype(inputs.dtype, np.floating)
-            or np.issubdtype(inputs.dtype, np.integer)):
-      raise ValueError(f'{n_in}: must be real numbers, got {inputs.dtype}')
-    if not np.isfinite(inputs).all():
-      raise ValueError(f'{n_in}: holds NaN or infinite values')
+    _check_real(inputs, n_in)
     if token_type_ids is not None:
       raise ValueError(f'{n_types}: only BERT takes token types')
     mask = _check_mask(attention_mask, inputs.shape, n_mask)

@@ -362,24 +362,13 @@ def load_params(checkpoint: str, model: Optional[AST] = None) -> dict:
   an error naming the field. `ASTForAudioClassification` checkpoints load
   too (their classifier head is left out).
   """
-  source = os.path.join(checkpoint, hf.CONFIG)
-  hf_config = hf.read_config(checkpoint)
-  reference = from_hf_config(hf_config, source)
-  if model is not None:
-    for field, key, _ in SIZE_FIELDS:
-      if getattr(model, field) != getattr(reference, field):
-        raise ValueError(f'AST.{field}={getattr(model, field)} disagrees with '
-                         f'{source}: {key}={getattr(reference, field)}')
-  state, path = hf.load_state_dict(checkpoint)
-  params = hf.convert(state, hf_weights(reference), source=path,
-                      config_source=source,
-                      prefixes=('audio_spectrogram_transformer.',),
-                      renames=HF5_RENAMES, ignore=(r'^classifier\.',))
-  example = jax.ShapeDtypeStruct(
-      (1, reference.max_length, reference.num_mel_bins), jnp.float32)
-  shapes = jax.eval_shape(reference.init, jax.random.key(0), example)
-  hf.check_tree(params, shapes['params'], path)
-  return params
+  return hf.load_params(
+      checkpoint, model, from_hf_config=from_hf_config,
+      size_fields=SIZE_FIELDS, weights=hf_weights,
+      example=lambda m: jax.ShapeDtypeStruct(
+          (1, m.max_length, m.num_mel_bins), jnp.float32),
+      prefixes=('audio_spectrogram_transformer.',), renames=HF5_RENAMES,
+      ignore=(r'^classifier\.',))
 
 
 def init_params(model: AST, rng: jax.Array, frames: Optional[int] = None):

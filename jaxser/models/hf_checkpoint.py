@@ -330,3 +330,38 @@ def check_model_type(hf_config: dict, expected: str, config_source: str):
   if got != expected:
     raise ValueError(f'{config_source}: model_type={got!r}, expected '
                      f'{expected!r}')
+
+
+def load_params(checkpoint: str, model, *, from_hf_config, size_fields,
+                weights, example, prefixes=(), renames=(), ignore=(),
+                transform=None) -> dict:
+  """A checkpoint's weights as the flax `params` of `model` (float32 numpy):
+  the one loader of every ported model (ast, bert, whisper, wav2vec2...).
+
+  The checkpoint's own sizes (`from_hf_config` of its config.json) give the
+  reference model; a `model` of other sizes is an error naming the field.
+  `weights(reference)` maps HF names to flax paths (`convert`, which names
+  every missing or unexpected weight; `prefixes`, `renames` and `ignore`
+  as there; `transform` rewrites the state dict first). `example(reference)`
+  is an input ShapeDtypeStruct: the converted tree must have the shapes of
+  `reference.init` on it.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  source = os.path.join(checkpoint, CONFIG)
+  reference = from_hf_config(read_config(checkpoint), source)
+  if model is not None:
+    for field, key, _ in size_fields:
+      if getattr(model, field) != getattr(reference, field):
+        raise ValueError(
+            f'{type(model).__name__}.{field}={getattr(model, field)!r} '
+            f'disagrees with {source}: {key}={getattr(reference, field)!r}')
+  state, path = load_state_dict(checkpoint)
+  if transform is not None:
+    state = transform(state)
+  params = convert(state, weights(reference), source=path,
+                   config_source=source, prefixes=prefixes, renames=renames,
+                   ignore=ignore)
+  shapes = jax.eval_shape(reference.init, jax.random.key(0),
+                          example(reference))
+  check_tree(params, shapes['params'], path)
+  return params

@@ -826,26 +826,13 @@ class Family:
     checkpoints (CTC, sequence classification, ...) load too: their heads
     are left out.
     """
-    source = os.path.join(checkpoint, hf.CONFIG)
-    hf_config = hf.read_config(checkpoint)
-    reference = self.from_hf_config(hf_config, source)
-    if model is not None:
-      for field, key, _ in self.SIZE_FIELDS:
-        if getattr(model, field) != getattr(reference, field):
-          raise ValueError(
-              f'{type(model).__name__}.{field}={getattr(model, field)!r} '
-              f'disagrees with {source}: {key}='
-              f'{getattr(reference, field)!r}')
-    state, path = hf.load_state_dict(checkpoint)
-    params = hf.convert(_split_weight_norm(state), self.weights(reference),
-                        source=path, config_source=source,
-                        prefixes=(self.prefix,), renames=RENAMES,
-                        ignore=IGNORE)
-    example = jax.ShapeDtypeStruct((1, reference.min_samples(2)),
-                                   jnp.float32)
-    shapes = jax.eval_shape(reference.init, jax.random.key(0), example)
-    hf.check_tree(params, shapes['params'], path)
-    return params
+    return hf.load_params(
+        checkpoint, model, from_hf_config=self.from_hf_config,
+        size_fields=self.SIZE_FIELDS, weights=self.weights,
+        example=lambda m: jax.ShapeDtypeStruct((1, m.min_samples(2)),
+                                               jnp.float32),
+        prefixes=(self.prefix,), renames=RENAMES, ignore=IGNORE,
+        transform=_split_weight_norm)
 
   def init_params(self, model, rng: jax.Array,
                   samples: Optional[int] = None):

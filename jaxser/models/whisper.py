@@ -609,23 +609,12 @@ def load_params(checkpoint: str, model: Optional[Whisper] = None) -> dict:
   Hub's `model.encoder.*`), WhisperModel and WhisperForAudioClassification
   (`encoder.*`) checkpoints; the decoder and heads are left out.
   """
-  source = os.path.join(checkpoint, hf.CONFIG)
-  hf_config = hf.read_config(checkpoint)
-  reference = from_hf_config(hf_config, source)
-  if model is not None:
-    for field, key, _ in SIZE_FIELDS:
-      if getattr(model, field) != getattr(reference, field):
-        raise ValueError(f'Whisper.{field}={getattr(model, field)} disagrees '
-                         f'with {source}: {key}={getattr(reference, field)}')
-  state, path = hf.load_state_dict(checkpoint)
-  params = hf.convert(state, hf_weights(reference), source=path,
-                      config_source=source, prefixes=('model.',),
-                      ignore=IGNORE)
-  example = jax.ShapeDtypeStruct(
-      (1, reference.num_mel_bins, reference.num_frames), jnp.float32)
-  shapes = jax.eval_shape(reference.init, jax.random.key(0), example)
-  hf.check_tree(params, shapes['params'], path)
-  return params
+  return hf.load_params(
+      checkpoint, model, from_hf_config=from_hf_config,
+      size_fields=SIZE_FIELDS, weights=hf_weights,
+      example=lambda m: jax.ShapeDtypeStruct(
+          (1, m.num_mel_bins, m.num_frames), jnp.float32),
+      prefixes=('model.',), ignore=IGNORE)
 
 
 def init_params(model: Whisper, rng: jax.Array):
