@@ -38,12 +38,33 @@ def macro_f1(c: np.ndarray) -> float:
   return float(f1[present].mean()) if present.any() else 0.0
 
 
+def positive_class_f1(c: np.ndarray) -> float | None:
+  """F1 of class 1 of a binary task (arousal: high, valence: positive), i.e.
+  scikit-learn's default `f1_score(y, p)` (average='binary', pos_label=1);
+  None unless there are exactly 2 classes.
+
+    F1 = 2 TP / (2 TP + FP + FN),  TP = c[1, 1], FP = c[0, 1], FN = c[1, 0]
+    (0 when class 1 is neither present nor predicted).
+
+  This is the "F1" of Emo-DNA's Tables 2-6: macro-F1 cannot be it (its
+  valence source-only EmoDB row has F1 13.4 at WAR 51.9, and binary macro-F1
+  is at least WAR / 2), and of the candidates (F1 of class 1, of class 0,
+  macro, weighted, micro, the harmonic mean of WAR and UAR) only this one
+  fits every cell of Tables 2-3 at the target corpora's class balance.
+  """
+  if c.shape != (2, 2):
+    return None
+  tp, fp, fn = float(c[1, 1]), float(c[0, 1]), float(c[1, 0])
+  return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0
+
+
 def summary(y_true, y_pred, classes) -> dict:
   """The metric block of results.json."""
   c = confusion(y_true, y_pred, len(classes))
   recall = per_class_recall(c)
   return dict(
       uar=uar(c), war=war(c), macro_f1=macro_f1(c),
+      positive_class_f1=positive_class_f1(c),
       per_class_recall={k: (None if np.isnan(r) else float(r))
                         for k, r in zip(classes, recall)},
       confusion=c.tolist(), classes=list(classes), num_eval=int(c.sum()))
