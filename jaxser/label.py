@@ -7,13 +7,15 @@ reference audio sets an emotional TTS system is built from).
       [--frames=N] [--cache_dir=DIR] [--workers=N]
 
 DIR is a training run (`python -m jaxser.main`): its config.json and the
-latest checkpoint under DIR/checkpoints are restored. The corpus is read,
+latest checkpoint under DIR/checkpoints are restored (`jaxser.inference`).
+The corpus is read,
 featurised and cached exactly as the run did it (same feature config, same
 cache, the run's `data.normalize` with statistics computed on this corpus,
 as training does for each corpus); --frames changes only the padded /
 cropped length (e.g. longer TTS utterances; networks that pool over time
-accept any). Without --root the corpus is looked for where the run looks
-(its data.paths / data.root, then $JAXSER_DATA/<corpus>). Any corpus name
+accept any). --root may also be one audio file (a corpus of it alone).
+Without --root the corpus is looked for where the run looks (its
+data.paths / data.root, then $JAXSER_DATA/<corpus>). Any corpus name
 works; an unlabelled folder of audio is the `folder` corpus.
 
 Writes into --out (default DIR/labels/<corpus>/), each file atomically:
@@ -32,7 +34,6 @@ missing folder) print one line naming it and exit with status 2.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -41,6 +42,7 @@ from absl import flags
 
 # Before TensorFlow is imported: it loads openSMILE's native library first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
+from jaxser import inference
 from jaxser import io as io_lib
 from jaxser import runtime
 
@@ -54,26 +56,7 @@ def top_k_name(k: int, class_name: str) -> str:
 
 def load_run(workdir: str):
   """(config, checkpoint manager) of a training run; errors name the path."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from jaxser import config as config_lib  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(config_path):
-    raise ValueError(f'--workdir {workdir}: no {config_path}; not a training '
-                     'run (python -m jaxser.main --workdir=... writes it)')
-  ckpt_dir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
-  ckpt = None
-  if os.path.isdir(ckpt_dir):
-    ckpt = ocp.CheckpointManager(
-        ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
-  if ckpt is None or ckpt.latest_step() is None:
-    raise ValueError(f'--workdir {workdir}: no finished checkpoint in '
-                     f'{ckpt_dir}')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  # A run from before the network registry: its network's fields move into
-  # today's layout (same parameter tree, so its checkpoint restores).
-  return config_lib.upgrade(config), ckpt
+  return inference.load_run(workdir)
 
 
 def _fmt(p: float) -> str:
@@ -94,10 +77,8 @@ def label(workdir: str, corpus: str, root: str | None = None,
   # pylint: disable=g-import-not-at-top
   import jax
   import numpy as np
-  import orbax.checkpoint as ocp
   import tensorflow_datasets as tfds
   import tqdm
-  from jax.sharding import NamedSharding, PartitionSpec as P
   from jaxser import methods as methods_lib
   from jaxser import train
   from jaxser.data import corpus as corpus_lib
@@ -124,33 +105,31 @@ def label(workdir: str, corpus: str, root: str | None = None,
   # data setting it does not take (e.g. --frames) fails before featurising.
   methods_lib.get(config.method).check_config(config)
 
-  cached = pipeline.open_corpus(corpus, data_cfg)
+  if root is not None and os.path.isfile(root):
+    # One file: a corpus of it alone, featurised and cached as any corpus.
+    from jaxser.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+    from jaxser.data.features import FeatureConfig  # pylint: disable=g-import-not-at-top
+    workers = (data_cfg.workers if data_cfg.workers >= 0
+               else os.cpu_count() or 1)
+    cached = cache_lib.build(
+        inference.file_corpus(corpus, [root]),
+        FeatureConfig.from_data_config(data_cfg),
+        pipeline.cache_dir(data_cfg), workers=workers)
+  else:
+    cached = pipeline.open_corpus(corpus, data_cfg)
   usable = cached.usable
   split = pipeline.Split([pipeline.Part(
       cached, usable, np.full(len(usable), -1, np.int32), 0,
       pipeline.normalization(cached, data_cfg))])
 
-  # The run's train state, restored onto this machine's devices.
-  method = methods_lib.create(config, len(classes))
+  # The run's network, restored onto this machine's devices.
   mesh = train.make_mesh()
-  replicated = NamedSharding(mesh, P())
-  shapes = pipeline.Data(classes, split, split, split, {}, {})
-  tx = train.method_optimizer(config, method, train.example_batch(shapes, 1))
-  # The phases give the state its early-stopping entries (validation).
-  phases = ([] if hasattr(method, 'phases')
-            else train.method_phases(method, tx, config, {}))
-  abstract = jax.eval_shape(lambda: train.create_train_state(
-      method, tx, config.seed, train.example_batch(shapes, 1), phases))
-  abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-      abstract)
-  step = ckpt.latest_step()
-  state = ckpt.restore(step, args=ocp.args.StandardRestore(abstract))
-  ckpt.close()
+  method, variables, step = inference.restore_checkpoint(
+      ckpt, config, len(classes), cached.feature_shape,
+      getattr(cached, 'feature_dtype', np.float32), mesh)
   if step < config.train.steps:
     print(f'note: {workdir} stopped at step {step} of {config.train.steps}; '
           'labelling with that checkpoint', file=sys.stderr)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
 
   batch_size = batch_size or config.train.eval_batch_size
   batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
@@ -195,7 +174,7 @@ def label(workdir: str, corpus: str, root: str | None = None,
   summary = dict(
       workdir=os.path.abspath(workdir), method=config.method, step=int(step),
       task=data_cfg.task, classes=list(classes), corpus=corpus,
-      root=cached.corpus.root, features=data_cfg.features,
+      root=cached.corpus.root or os.path.abspath(root), features=data_cfg.features,
       frames=data_cfg.frames, normalize=data_cfg.get('normalize', 'none'),
       utterances=len(utts), skipped=len(cached.skipped),
       predicted={c: int((pred == k).sum()) for k, c in enumerate(classes)},
