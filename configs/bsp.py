@@ -30,4 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.bsp.alpha = 1.0  # warm_start slope (TLL: 1).
   c.bsp.max_iters = 1000.0  # warm_start N (TLL: 1000).
   c.bsp.gamma = 10.0  # dann_paper: 2 / (1 + exp(-gamma p)) - 1 (DANN: 10).
+  # Emo-DNA's contrastive class alignment (its Table 5): + scl_weight * L_SCL
+  # on a projection of E, source + confident target rows (jaxser.methods.scl);
+  # 0: off (the method itself). Emo-DNA's own weight alpha_1 is 0.1.
+  c.bsp.scl_weight = 0.0
+  c.bsp.scl_temperature = 0.01  # tau_s (Emo-DNA: 1e-2).
   return c

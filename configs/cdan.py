@@ -32,4 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.cdan.alpha = 1.0  # warm_start slope (TLL: 1).
   c.cdan.max_iters = 1000.0  # warm_start N (TLL: 1000).
   c.cdan.gamma = 10.0  # dann_paper: 2 / (1 + exp(-gamma p)) - 1 (DANN: 10).
+  # Emo-DNA's contrastive class alignment (its Table 5): + scl_weight * L_SCL
+  # on a projection of E, source + confident target rows (jaxser.methods.scl);
+  # 0: off (the method itself). Emo-DNA's own weight alpha_1 is 0.1.
+  c.cdan.scl_weight = 0.0
+  c.cdan.scl_temperature = 0.01  # tau_s (Emo-DNA: 1e-2).
   return c

@@ -25,4 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dan.scales = (1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)  # mean_scaled: 2^-3..2^1.
   c.dan.kernel_mul = 2.0  # mul_family bandwidth ratio (reference: 2).
   c.dan.kernel_num = 5  # mul_family number of kernels (reference: 5).
+  # Emo-DNA's contrastive class alignment (its Table 5): + scl_weight * L_SCL
+  # on a projection of E, source + confident target rows (jaxser.methods.scl);
+  # 0: off (the method itself). Emo-DNA's own weight alpha_1 is 0.1.
+  c.dan.scl_weight = 0.0
+  c.dan.scl_temperature = 0.01  # tau_s (Emo-DNA: 1e-2).
   return c

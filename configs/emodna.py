@@ -25,4 +25,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.emodna.ema_momentum = 0.999  # lambda of eq. 6.
   c.emodna.mmd_estimator = 'unbiased'
   c.emodna.mmd_scales = (1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)
+  # Ablation switches (jaxser.methods.emodna; Tables 4 and 6 as grid rows:
+  # python -m jaxser.grid --preset=emodna_table4). Defaults: the full model.
+  c.emodna.corpus_encoder = True  # E_c, phi_c, L_corpus (off: V5, no decouple).
+  c.emodna.decouple = True  # L_decouple (eq. 5).
+  c.emodna.mmd = True  # MK-MMD of L_align (eq. 10).
+  c.emodna.scl = True  # alpha_1 L_SCL of L_align (eq. 9).
+  # Pseudo-label threshold: adaptive (EMA, eq. 6) | fixed | none (Table 6).
+  c.emodna.threshold = 'adaptive'
+  c.emodna.fixed_threshold = 0.9  # 'fixed' (Table 6: 0.9).
   return c

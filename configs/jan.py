@@ -26,4 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.jan.kernel_mul = 2.0  # mul_family bandwidth ratio (reference: 2).
   c.jan.kernel_num = 5  # mul_family number of kernels (reference: 5).
   c.jan.softmax_sigma = 0.92  # Gaussian width on the outputs (TLL: 0.92).
+  # Emo-DNA's contrastive class alignment (its Table 5): + scl_weight * L_SCL
+  # on a projection of E, source + confident target rows (jaxser.methods.scl);
+  # 0: off (the method itself). Emo-DNA's own weight alpha_1 is 0.1.
+  c.jan.scl_weight = 0.0
+  c.jan.scl_temperature = 0.01  # tau_s (Emo-DNA: 1e-2).
   return c

@@ -22,7 +22,8 @@ works whichever module holds it:
   * contrastive: `supervised_contrastive` (SupCon), `nt_xent` (SimCLR),
     `prototype`, `l2_normalize`, `prototype_decoupling` (Emo-DNA eq. 5).
   * pseudo_label: `ema_threshold_init`, `ema_threshold_update`,
-    `select_confident` (Emo-DNA eqs. 6-7).
+    `select_confident` (Emo-DNA eqs. 6-7), `confidence_threshold`
+    (adaptive, fixed or none: Emo-DNA Table 6; `THRESHOLDS`).
   * entropy: `entropy`, `information_maximization`, `entropy_weights`
     (CDAN+E).
   * adversarial: `grad_reverse` (DANN's gradient reversal layer),
@@ -70,14 +71,17 @@ from jaxser.losses.mmd import mk_mmd
 from jaxser.losses.mmd import mmd_from_gram
 from jaxser.losses.mmd import MulFamilyKernels
 from jaxser.losses.mmd import pairwise_sq_dists
+from jaxser.losses.pseudo_label import confidence_threshold
 from jaxser.losses.pseudo_label import ema_threshold_init
 from jaxser.losses.pseudo_label import ema_threshold_update
 from jaxser.losses.pseudo_label import select_confident
+from jaxser.losses.pseudo_label import THRESHOLDS
 
 __all__ = [
     'DSN_SIGMAS', 'FixedBandwidthKernels', 'FixedGaussian', 'KernelSpec',
     'MeanScaledKernels', 'MulFamilyKernels', 'batch_spectral_penalty',
-    'center_loss', 'class_weights', 'cross_entropy', 'domain_adversarial_loss',
+    'THRESHOLDS', 'center_loss', 'class_weights', 'confidence_threshold',
+    'cross_entropy', 'domain_adversarial_loss',
     'ema_threshold_init', 'ema_threshold_update', 'entropy',
     'entropy_weights', 'grad_reverse', 'information_maximization', 'jmmd',
     'joint_gram', 'l2_normalize', 'mk_mmd', 'mmd_from_gram', 'nt_xent',

@@ -1,5 +1,6 @@
 """Adaptive-threshold pseudo-labels (Emo-DNA eqs. 6-7): `ema_threshold_init`,
-`ema_threshold_update`, `select_confident`."""
+`ema_threshold_update`, `select_confident`, and `confidence_threshold` (the
+adaptive threshold or the alternatives of Emo-DNA's Table 6)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,27 @@ def select_confident(probs: jnp.ndarray, tau: jnp.ndarray):
   pseudo = jnp.argmax(probs, axis=-1).astype(jnp.int32)
   confident = (jnp.max(probs, axis=-1) >= tau).astype(jnp.float32)
   return pseudo, confident
+
+
+THRESHOLDS = ('adaptive', 'fixed', 'none')
+
+
+def confidence_threshold(tau: jnp.ndarray, probs: jnp.ndarray, mode: str, *,
+                         fixed: float = 0.9,
+                         momentum: float = 0.999) -> jnp.ndarray:
+  """This step's pseudo-label threshold (Emo-DNA Table 6's three settings).
+
+    adaptive  the EMA of eq. 6 (`ema_threshold_update` of the previous tau),
+    fixed     the constant `fixed` (the paper's Table 6: 0.9),
+    none      0: every target row is confident.
+
+  Returns the threshold, which is also the next step's `tau` state.
+  """
+  if mode == 'adaptive':
+    return ema_threshold_update(tau, probs, momentum=momentum)
+  if mode == 'fixed':
+    return jnp.full_like(tau, fixed)
+  if mode == 'none':
+    return jnp.zeros_like(tau)
+  raise ValueError(f'unknown threshold {mode!r}; known: '
+                   f'{", ".join(THRESHOLDS)}')

@@ -19,7 +19,9 @@ MK-MMD Emo-DNA uses as well:
              weights beta are uniform (the paper's learned beta is not
              reproduced).
 
-`DAN` is also the base of JAN, which overrides `discrepancy`.
+`DAN` is also the base of JAN, which overrides `discrepancy`. Both take
+Emo-DNA's contrastive class alignment as an option (`config.<method>.
+scl_weight` > 0: + scl_weight * L_SCL, Emo-DNA Table 5; `jaxser.methods.scl`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 
 from jaxser import losses
 from jaxser.methods import base
+from jaxser.methods import scl
 
 ESTIMATORS = ('unbiased', 'biased', 'linear')
 KERNELS = ('mean_scaled', 'mul_family')
@@ -46,7 +49,11 @@ class DAN(base.Method):
       if self.hparams[field] not in known:
         raise ValueError(f'config.{self.name}.{field}: unknown value '
                          f'{self.hparams[field]!r}; known: {", ".join(known)}')
-    self.model = self.build_emotion_model()
+    self.scl = scl.Option(self.hparams, self.name, num_classes)
+    self.model = self.scl.wrap(self.build_emotion_model())
+
+  def init_state(self):
+    return self.scl.init_state()
 
   def feature_kernel(self) -> losses.KernelSpec:
     """The kernel family on E, from the config."""
@@ -73,8 +80,10 @@ class DAN(base.Method):
         train=True, mutable=['batch_stats'], rngs={'dropout': rng})
     loss_emotion, acc = self.emotion_loss(out, src['label'])
     discrepancy = self.discrepancy(out['logits'], out['embedding'], n_s)
-    loss = loss_emotion + self.hparams.trade_off * discrepancy
+    loss_scl, method_state, scl_metrics = self.scl.loss(out, src['label'],
+                                                         method_state)
+    loss = loss_emotion + self.hparams.trade_off * discrepancy + loss_scl
     metrics = {'loss_emotion': loss_emotion, 'source_acc': acc,
-               self.discrepancy_metric: discrepancy}
+               self.discrepancy_metric: discrepancy, **scl_metrics}
     return loss, (updates.get('batch_stats', batch_stats), method_state,
                   metrics)

@@ -26,6 +26,10 @@ also used by CDAN and BSP), with i the 0-based optimiser step:
 
 `DANN` is also the base of CDAN(+E) and BSP, which override the hooks
 `domain_input`, `domain_weights` and `penalty`.
+
+All of them take Emo-DNA's contrastive class alignment as an option
+(`config.<method>.scl_weight` > 0: + scl_weight * L_SCL, Emo-DNA Table 5;
+`jaxser.methods.scl`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import jax.numpy as jnp
 
 from jaxser import losses
 from jaxser.methods import base
+from jaxser.methods import scl
 from jaxser.models import discriminator
 
 SCHEDULES = ('warm_start', 'dann_paper', 'constant')
@@ -81,9 +86,13 @@ class DANN(base.Method):
       raise ValueError(f'config.{self.name}.schedule: unknown schedule '
                        f'{self.hparams.schedule!r}; known: '
                        f'{", ".join(SCHEDULES)}')
-    self.model = discriminator.AdversarialNet(
+    self.scl = scl.Option(self.hparams, self.name, num_classes)
+    self.model = self.scl.wrap(discriminator.AdversarialNet(
         self.build_emotion_model(),
-        discriminator_hidden=self.hparams.discriminator_hidden)
+        discriminator_hidden=self.hparams.discriminator_hidden))
+
+  def init_state(self):
+    return self.scl.init_state()
 
   def coefficient(self, step) -> jnp.ndarray:
     """lambda of the gradient reversal layer at `step`."""
@@ -145,8 +154,11 @@ class DANN(base.Method):
     loss_domain, domain_acc = losses.domain_adversarial_loss(
         domain_logits, n_s, self.domain_weights(out['logits'], coeff))
     penalty, penalty_metrics = self.penalty(e[:n_s], e[n_s:])
-    loss = loss_emotion + self.hparams.trade_off * loss_domain + penalty
+    loss_scl, method_state, scl_metrics = self.scl.loss(out, src['label'],
+                                                         method_state)
+    loss = (loss_emotion + self.hparams.trade_off * loss_domain + penalty
+            + loss_scl)
     metrics = dict(loss_emotion=loss_emotion, loss_domain=loss_domain,
                    domain_acc=domain_acc, grl_coeff=coeff, source_acc=acc,
-                   **penalty_metrics)
+                   **penalty_metrics, **scl_metrics)
     return loss, (updates['batch_stats'], method_state, metrics)

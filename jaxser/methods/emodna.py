@@ -21,6 +21,23 @@ Choices where the paper is silent (each a config field):
     the confident samples are selected (Algorithm 1, lines 12-13).
   - One projection head g serves both E and C (eq. 4 uses "a projection head
     g" for both prototypes) and the SCL of eq. 9.
+
+Ablation switches (`config.emodna`; defaults: the full model). Each removes
+exactly its terms of eq. 12; a removed term is logged as 0:
+  corpus_encoder  E_c, phi_c and L_corpus (eqs. 1, 3). Off: no E_c
+                  parameters, no L_corpus and (it needs C) no L_decouple.
+  decouple        L_decouple (eq. 5).
+  mmd             d_k^2, the MK-MMD of L_align (eq. 10).
+  scl             alpha_1 L_SCL of L_align (eq. 9).
+  threshold       'adaptive' (eq. 6) | 'fixed' (`fixed_threshold`, Table 6:
+                  0.9) | 'none' (every target row pseudo-labelled).
+The paper's ablations (Table 4, row labels; its prose swaps V3 and V4, the
+table's labels are taken here): V2 w/o L_decouple + L_align = decouple, mmd,
+scl off (the corpus encoder alone); V3 w/o L_decouple; V4 w/o L_align = mmd
+and scl off; V5 w/o Decoupling = the whole of section 3.3's contrastive
+emotion decoupling off: corpus_encoder (and so decouple) off. Table 6: w/o
+L_SCL = scl off; w/o threshold = 'none'; fixed threshold = 'fixed'.
+`jaxser.presets` lists them as grid rows.
 """
 
 from __future__ import annotations
@@ -50,27 +67,55 @@ class EmoDNANet(nn.Module):
   emotion_model: classifier.EmotionModel
   lstm_hidden: int = 64
   projection_dim: int = 128
+  # Ablations: without E_c and phi_c (outputs corpus_logits and z_c are
+  # None); without g (z_e and z_c None).
+  with_corpus: bool = True
+  with_projection: bool = True
 
   def setup(self):
     # The emotion model's parameters sit beside E_c, g and phi_c.
     nn.share_scope(self, self.emotion_model)
-    self.corpus_encoder = cnn_tcn.BiLSTMEncoder(self.lstm_hidden)
-    self.projection = cnn_tcn.ProjectionHead(self.projection_dim,
-                                             self.projection_dim)
-    self.corpus_head = nn.Dense(2)
+    if self.with_corpus:
+      self.corpus_encoder = cnn_tcn.BiLSTMEncoder(self.lstm_hidden)
+      self.corpus_head = nn.Dense(2)
+    if self.with_projection:
+      self.projection = cnn_tcn.ProjectionHead(self.projection_dim,
+                                               self.projection_dim)
 
   def __call__(self, x, lengths, *, train: bool):
     out = self.emotion_model(x, lengths, train=train)
     e = out['embedding']
-    c = self.corpus_encoder(out['frames'], out['frame_lengths'], train=train)
-    return dict(emotion_logits=out['logits'],
-                corpus_logits=self.corpus_head(c), e=e,
-                z_e=self.projection(e), z_c=self.projection(c),
+    c = corpus_logits = z_e = z_c = None
+    if self.with_corpus:
+      c = self.corpus_encoder(out['frames'], out['frame_lengths'],
+                              train=train)
+      corpus_logits = self.corpus_head(c)
+    if self.with_projection:
+      z_e = self.projection(e)
+      z_c = None if c is None else self.projection(c)
+    return dict(emotion_logits=out['logits'], corpus_logits=corpus_logits,
+                e=e, z_e=z_e, z_c=z_c,
                 instance_logits=out['instance_logits'],
                 instance_mask=out['instance_mask'])
 
   def classify(self, x, lengths):
     return self.emotion_model.classify(x, lengths)
+
+
+# The full model's switches (configs/emodna.py), for a run's config written
+# before they existed (`hparams`).
+SWITCH_DEFAULTS = dict(corpus_encoder=True, decouple=True, mmd=True, scl=True,
+                       threshold='adaptive', fixed_threshold=0.9)
+
+
+def hparams(config):
+  """config.emodna, with the ablation switches of the full model where a
+  run's config predates them (a copy; the config is left as it is)."""
+  m = config.emodna.copy_and_resolve_references()
+  for field, value in SWITCH_DEFAULTS.items():
+    if field not in m:
+      m[field] = value
+  return m
 
 
 def corpus_hidden(config) -> int:
@@ -103,13 +148,31 @@ class EmoDNA(base.Method):
 
   def __init__(self, config, num_classes, class_counts=None):
     super().__init__(config, num_classes, class_counts)
-    self.model = EmoDNANet(num_classes, emotion_model(config, num_classes),
-                           lstm_hidden=corpus_hidden(config),
-                           projection_dim=config.model.projection_dim)
+    self.hparams = m = hparams(config)
+    self.model = EmoDNANet(
+        num_classes, emotion_model(config, num_classes),
+        lstm_hidden=corpus_hidden(config) if m.corpus_encoder else 0,
+        projection_dim=config.model.projection_dim,
+        with_corpus=m.corpus_encoder, with_projection=m.decouple or m.scl)
 
   @classmethod
   def check_config(cls, config):
     network = registry.check(config)
+    m = hparams(config)
+    for field in ('corpus_encoder', 'decouple', 'mmd', 'scl'):
+      if not isinstance(m[field], bool):
+        raise ValueError(f'config.emodna.{field}: must be True or False, got '
+                         f'{m[field]!r}')
+    if m.threshold not in losses.THRESHOLDS:
+      raise ValueError(f'config.emodna.threshold: unknown value '
+                       f'{m.threshold!r}; known: '
+                       f'{", ".join(losses.THRESHOLDS)}')
+    if m.decouple and not m.corpus_encoder:
+      raise ValueError('config.emodna.decouple: L_decouple needs the corpus '
+                       'encoder (config.emodna.corpus_encoder=True), or set '
+                       'it False too')
+    if not m.corpus_encoder:
+      return  # E_c reads no frames; nothing more to fit.
     if not network.frame_sequence:
       with_frames = [n for n in registry.names()
                      if registry.get(n).frame_sequence]
@@ -124,7 +187,7 @@ class EmoDNA(base.Method):
 
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     del step
-    m = self.config.emodna
+    m = self.hparams
     src, tgt = batch['source'], batch['target']
     n_s = src['features'].shape[0]
     x = jnp.concatenate([src['features'], tgt['features']])
@@ -135,31 +198,40 @@ class EmoDNA(base.Method):
 
     # Eq. 2-3: emotion CE on the source, corpus CE on both corpora.
     loss_emotion, acc = self.emotion_loss(out, src['label'])
-    corpus_label = jnp.concatenate(
-        [jnp.zeros(n_s, jnp.int32), jnp.ones(x.shape[0] - n_s, jnp.int32)])
-    loss_corpus = losses.cross_entropy(out['corpus_logits'], corpus_label)
+    zero = jnp.zeros((), jnp.float32)  # A removed term (ablations).
+    loss_corpus = loss_decouple = loss_mmd = loss_scl = zero
+    if m.corpus_encoder:
+      corpus_label = jnp.concatenate(
+          [jnp.zeros(n_s, jnp.int32), jnp.ones(x.shape[0] - n_s, jnp.int32)])
+      loss_corpus = losses.cross_entropy(out['corpus_logits'], corpus_label)
 
     # Eq. 4-5: prototype-level decoupling.
     z_e, z_c = out['z_e'], out['z_c']
-    loss_decouple = losses.prototype_decoupling(
-        losses.prototype(z_e[:n_s]), losses.prototype(z_c[:n_s]),
-        losses.prototype(z_e[n_s:]), losses.prototype(z_c[n_s:]),
-        temperature=m.tau_p)
+    if m.decouple:
+      loss_decouple = losses.prototype_decoupling(
+          losses.prototype(z_e[:n_s]), losses.prototype(z_c[:n_s]),
+          losses.prototype(z_e[n_s:]), losses.prototype(z_c[n_s:]),
+          temperature=m.tau_p)
 
-    # Eq. 6-7: adaptive threshold and confident pseudo-labels (no gradient).
+    # Eq. 6-9: threshold (adaptive by default), confident pseudo-labels (no
+    # gradient) and SCL over source + confident target. Computed, and tau
+    # and the confident fraction logged, whether or not SCL is on.
     probs_t = jax.nn.softmax(
         jax.lax.stop_gradient(out['emotion_logits'][n_s:]))
-    tau = losses.ema_threshold_update(method_state['tau'], probs_t,
-                                      momentum=m.ema_momentum)
+    tau = losses.confidence_threshold(
+        method_state['tau'], probs_t, m.threshold, fixed=m.fixed_threshold,
+        momentum=m.ema_momentum)
     pseudo, confident = losses.select_confident(probs_t, tau)
+    if m.scl:
+      loss_scl = losses.supervised_contrastive(
+          z_e, jnp.concatenate([src['label'], pseudo]),
+          jnp.concatenate([jnp.ones(n_s), confident]), temperature=m.tau_s)
 
-    # Eq. 9-11: SCL over source + confident target, MK-MMD over E.
-    loss_scl = losses.supervised_contrastive(
-        z_e, jnp.concatenate([src['label'], pseudo]),
-        jnp.concatenate([jnp.ones(n_s), confident]), temperature=m.tau_s)
-    loss_mmd = losses.mk_mmd(out['e'][:n_s], out['e'][n_s:],
-                             estimator=m.mmd_estimator,
-                             scales=tuple(m.mmd_scales))
+    # Eq. 10-11: MK-MMD over E.
+    if m.mmd:
+      loss_mmd = losses.mk_mmd(out['e'][:n_s], out['e'][n_s:],
+                               estimator=m.mmd_estimator,
+                               scales=tuple(m.mmd_scales))
     loss_align = loss_mmd + m.alpha * loss_scl
 
     loss = loss_emotion + loss_corpus + loss_align + loss_decouple

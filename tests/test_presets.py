@@ -1,0 +1,99 @@
+"""Grid presets of the papers' tables (`jaxser.presets`): every row builds
+a valid config whose switches are the row's, and the grid runs the rows as
+methods (with a fake trainer)."""
+
+import json
+import os
+import re
+
+import pytest
+
+from jaxser import grid
+from jaxser import methods as methods_lib
+from jaxser import presets
+
+CONFIGS = grid.default_configs_dir()
+
+
+@pytest.mark.parametrize('preset', presets.names())
+def test_every_row_builds_and_passes_its_method_checks(preset):
+  configs = presets.build_configs(preset, CONFIGS)
+  names = [r.name for r in presets.rows(preset)]
+  assert list(configs) == names and len(set(names)) == len(names)
+  for name, config in configs.items():
+    assert re.fullmatch(r'[a-z0-9_]+', name), name
+    methods_lib.get(config.method).check_config(config)
+  assert len(presets.describe(preset).splitlines()) == len(names)
+
+
+def test_table4_rows_are_the_papers_ablations():
+  c = presets.build_configs('emodna_table4', CONFIGS)
+  assert c['v1_source_only'].method == 'source_only'
+  on = lambda row: {f for f in ('corpus_encoder', 'decouple', 'mmd', 'scl')
+                    if c[row].emodna[f]}
+  assert on('v2_no_decouple_align') == {'corpus_encoder'}
+  assert on('v3_no_decouple') == {'corpus_encoder', 'mmd', 'scl'}
+  assert on('v4_no_align') == {'corpus_encoder', 'decouple'}
+  assert on('v5_no_decoupling') == {'mmd', 'scl'}
+  assert on('emodna') == {'corpus_encoder', 'decouple', 'mmd', 'scl'}
+  assert all(c[r].emodna.threshold == 'adaptive' for r in c
+             if r != 'v1_source_only')
+
+
+def test_table5_and_table6_rows():
+  c = presets.build_configs('emodna_table5', CONFIGS)
+  for m in ('dann', 'dan', 'jan', 'cdan', 'bsp'):
+    assert c[m].method == c[f'{m}_scl'].method == m
+    assert c[m][m].scl_weight == 0.0 and c[f'{m}_scl'][m].scl_weight == 0.1
+  c = presets.build_configs('emodna_table6', CONFIGS)
+  assert c['emodna_no_scl'].emodna.scl is False
+  assert c['emodna_no_threshold'].emodna.threshold == 'none'
+  assert c['emodna_fixed_threshold'].emodna.threshold == 'fixed'
+  assert c['emodna_fixed_threshold'].emodna.fixed_threshold == 0.9
+  assert c['emodna'].emodna.threshold == 'adaptive' and c['emodna'].emodna.scl
+
+
+def test_global_overrides_apply_and_rows_win():
+  c = presets.build_configs(
+      'emodna_table4', CONFIGS,
+      [('train.steps', '7'), ('emodna.mmd', 'False'), ('emodna.alpha', '0.5')])
+  assert all(config.train.steps == 7 for config in c.values())
+  assert c['emodna'].emodna.mmd is False  # --set reaches unset fields ...
+  assert c['v3_no_decouple'].emodna.alpha == 0.5
+  assert c['v2_no_decouple_align'].emodna.decouple is False  # ... not rows'.
+
+
+def test_errors_are_one_line_value_errors(monkeypatch):
+  with pytest.raises(ValueError, match='--preset: unknown preset'):
+    presets.rows('emodna_table7')
+  with pytest.raises(ValueError, match='no method config has the field'):
+    presets.build_configs('emodna_table6', CONFIGS, [('emodna.nope', '1')])
+  monkeypatch.setitem(presets.PRESETS, 'typo', (
+      presets.Row('x', 'emodna', (('emodna.decoupel', 'False'),)),))
+  with pytest.raises(ValueError, match='emodna.decoupel'):
+    presets.build_configs('typo', CONFIGS)
+
+
+def test_grid_runs_preset_rows_as_methods(tmp_path):
+  # What jaxser.grid does with --preset: rows as methods, each in its folder.
+  configs = presets.build_configs('emodna_table6', CONFIGS)
+  cells = grid.grid_cells(list(configs), [('casia', 'emovo')], ['arousal'], 1)
+  seen = {}
+
+  def fake_train(config, workdir):
+    seen[workdir] = config
+    result = dict(war=0.5, macro_f1=0.4, uar=0.45, positive_class_f1=0.3)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+      json.dump(result, f)
+    return result
+
+  results = grid.run_grid(
+      cells, str(tmp_path), lambda cell: grid.cell_config(
+          configs[cell.method], cell), fake_train, log=lambda _: None)
+  assert [r['method'] for r in results] == list(configs)
+  none = seen[str(tmp_path / 'arousal' / 'emodna_no_threshold' /
+                  'casia_emovo' / 'seed0')]
+  assert none.emodna.threshold == 'none' and none.data.source == 'casia'
+  tables = grid.table_rows(results, [('casia', 'emovo')])
+  assert [r['method'] for r in tables['arousal']] == list(configs)
