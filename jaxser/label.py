@@ -8,12 +8,11 @@ reference audio sets an emotional TTS system is built from).
 
 DIR is a training run (`python -m jaxser.main`): its config.json and the
 latest checkpoint under DIR/checkpoints are restored (`jaxser.inference`).
-The corpus is read,
-featurised and cached exactly as the run did it (same feature config, same
-cache, the run's `data.normalize` with statistics computed on this corpus,
-as training does for each corpus); --frames changes only the padded /
-cropped length (e.g. longer TTS utterances; networks that pool over time
-accept any). --root may also be one audio file (a corpus of it alone).
+The corpus is read, featurised and cached exactly as the run did it (same
+feature config, same cache, the run's `data.normalize` with statistics
+computed on this corpus, as training does for each corpus); --frames changes
+only the padded / cropped length (e.g. longer TTS utterances; networks that
+pool over time accept any). --root may also be one audio file (a corpus of it alone).
 Without --root the corpus is looked for where the run looks (its
 data.paths / data.root, then $JAXSER_DATA/<corpus>). Any corpus name
 works; an unlabelled folder of audio is the `folder` corpus.

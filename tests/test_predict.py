@@ -178,3 +178,25 @@ def test_label_accepts_a_single_file(run, audio, tmp_path):
   with open(tmp_path / 'lab' / 'soft_labels.csv') as f:
     (row,) = list(csv.DictReader(f))
   assert row['path'] == path
+
+
+def test_self_speaker_zscore_groups_files_by_folder():
+  rng = np.random.default_rng(0)
+  feats = rng.normal(size=(6, 5, 3)).astype(np.float32)
+  feats[3:] += 10.0  # The second speaker's files sit elsewhere.
+  lengths = np.array([5, 4, 5, 3, 5, 5], np.int32)
+  speakers = ['s1'] * 3 + ['s2'] * 3
+  model = inference.Model(None, {'normalize': 'speaker_zscore',
+                                 'target': 't'}, None, None, 0, 'run')
+  out, how = inference.normalise(model, feats, lengths, speakers, 'self')
+  assert 'per speaker (parent folder): 2' in how
+  for sel in (slice(0, 3), slice(3, 6)):
+    rows = np.concatenate([out[i, :lengths[i]] for i in range(6)[sel]])
+    np.testing.assert_allclose(rows.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(rows.std(0), 1.0, atol=1e-4)
+  assert not out[1, 4:].any()  # Padding stays zero.
+  # The run's statistics are needed for 'run' and missing here: one line.
+  with pytest.raises(ValueError, match='--normalize=self'):
+    inference.normalise(model, feats, lengths, speakers, 'run')
+  same, how = inference.normalise(model, feats, lengths, speakers, 'none')
+  assert same is feats and '--normalize=none' in how
