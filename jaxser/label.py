@@ -14,7 +14,8 @@ computed on this corpus, as training does for each corpus); --frames changes
 only the padded / cropped length (e.g. longer TTS utterances; networks that
 pool over time accept any). --root may also be one audio file (a corpus of
 it alone). Without --root the corpus is looked for where the run looks (its
-data.paths / data.root, then $JAXSER_DATA/<corpus>). Any corpus name works; an unlabelled folder of audio is the `folder` corpus.
+data.paths / data.root, then $JAXSER_DATA/<corpus>). Any corpus name works;
+an unlabelled folder of audio is the `folder` corpus.
 
 Writes into --out (default DIR/labels/<corpus>/), each file atomically:
   soft_labels.csv      one row per usable utterance, in the corpus's listing
