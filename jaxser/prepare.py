@@ -11,7 +11,9 @@ the run finds the cache built. Without --root the corpus is looked for where
 a run looks: $JAXSER_DATA/<corpus>; without --cache_dir the cache goes where
 a run puts it: $JAXSER_CACHE or ~/.cache/jaxser.
 
-Prints a summary (files found, usable, skipped with reasons, unrecognised
+Prints a summary (files found, usable, skipped with reasons, repaired files
+(names that break the corpus's scheme in a small way but identify the
+utterance, taken, with the reason; jaxser.data.corpora.common), unrecognised
 files, speakers, genders, per-class counts of every task, total duration of
 the usable audio, the per-utterance shape of each feature set) and saves it
 as JSON in the corpus's cache folder, <cache_dir>/<corpus>/summary.json, and
@@ -92,6 +94,8 @@ def summarize(corpus, cached: dict, seconds: float) -> dict:
       usable=len(usable),
       skipped=[dict(path=by_id[i].path or i, reason=r)
                for i, r in sorted(reasons.items())],
+      repaired=[dict(path=os.path.join(corpus.root, p), reason=r)
+                for p, r in corpus.repaired],
       unrecognised=[dict(path=os.path.join(corpus.root, p), reason=r)
                     for p, r in corpus.unrecognised],
       speakers=dict(sorted(collections.Counter(u.speaker for u in utts)
@@ -122,7 +126,8 @@ def format_summary(s: dict) -> str:
   lines = [
       f'{s["corpus"]} at {s["root"]}: {s["files"]} files, {s["usable"]} '
       f'usable, {len(s["skipped"])} skipped, {len(s["unrecognised"])} '
-      f'unrecognised ({s["seconds"]:.1f} s)',
+      f'unrecognised, {len(s.get("repaired", []))} repaired '
+      f'({s["seconds"]:.1f} s)',
       f'speakers ({len(s["speakers"])}): {counts(s["speakers"])}',
       f'genders: {counts(s["genders"])}',
       f'duration of usable audio: {duration}',
@@ -134,6 +139,8 @@ def format_summary(s: dict) -> str:
       f'{name} {tuple(shape)}' for name, shape in s['features'].items()))
   if s['skipped']:
     lines += ['skipped:'] + _listed(s['skipped'])
+  if s.get('repaired'):
+    lines += ['repaired (taken):'] + _listed(s['repaired'])
   if s['unrecognised']:
     lines += ['unrecognised:'] + _listed(s['unrecognised'])
   return '\n'.join(lines)

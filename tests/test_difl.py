@@ -326,7 +326,7 @@ def test_source_only_on_the_cnn_blstm(cache_dir):
 
 
 def test_bad_config_names_the_field():
-  for field, value in (('heads', 'corpus,speaker'), ('schedule', 'linear'),
+  for field, value in (('heads', 'corpus,accent'), ('schedule', 'linear'),
                        ('center_loss_form', 'half'),
                        ('softmax_weight', 1.5)):
     config = _config()

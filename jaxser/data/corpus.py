@@ -81,6 +81,10 @@ class Corpus:
     utterances: the recognised utterances, in a deterministic order.
     unrecognised: files below the root the loader could not interpret, with
       the reason, as (path, reason) pairs.
+    repaired: files whose names break the corpus's scheme in a small way
+      but were identified unambiguously and taken (they are among
+      `utterances`), with the reason, as (path, reason) pairs
+      (`jaxser.data.corpora.common`).
     root: folder the corpus was read from (None for synthetic corpora).
     dim_scale: name of the scale of `Utterance.dims` ('iemocap', 'vam',
       'msp_improv', 'msp_podcast') used by the 3-class dimensional tasks; None if no ratings.
@@ -95,6 +99,7 @@ class Corpus:
   dim_scale: str | None = None
   render: Callable[[Utterance], np.ndarray] | None = None
   version: str = '1'
+  repaired: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
   def read_audio(self, utt: Utterance) -> np.ndarray:
     """Returns the utterance's audio as 16 kHz mono float32."""
@@ -133,6 +138,20 @@ class Corpus:
         except OSError:
           h.update(b'missing')
     return h.hexdigest()[:16]
+
+
+def speaker_key(utt: Utterance) -> str:
+  """The run-wide id of `utt`'s speaker, '<corpus>/<speaker>' (speaker ids
+  are unique only within a corpus), or '' when the speaker is unknown."""
+  return f'{utt.corpus}/{utt.speaker}' if utt.speaker else ''
+
+
+def speaker_vocabulary(corpora) -> tuple[str, ...]:
+  """The sorted `speaker_key`s of every utterance of `corpora` (unknown
+  speakers left out): what a batch's 'speaker' key indexes (DIFL's DANN_1
+  speaker head)."""
+  return tuple(sorted({speaker_key(u) for c in corpora
+                       for u in c.utterances} - {''}))
 
 
 # name -> loader(root) -> Corpus. Loaders of real corpora take the folder the

@@ -33,11 +33,13 @@ From ratings (`Utterance.dims`, on the scale named by `Corpus.dim_scale`):
 | vam         | [-1, 1] | > 0.0 (as RECOLA)          | [-1, -0.33], (-0.33, 0.33), [0.33, 1] |
 | msp_podcast | 1-7     | > 4.0 (scale midpoint)     | [1, 3], (3, 5), [5, 7]                |
 
-Ratings take precedence: for arousal, valence, arousal3 and valence3, an
-utterance with a rating of the task's dimension in a corpus that declares its
-scale is classed by the rating, whatever its category (the papers that use
-IEMOCAP, MSP-IMPROV and MSP-Podcast for arousal / valence classify ratings);
-only utterances without one fall back to their category.
+With `label_from` 'ratings' (the default), ratings take precedence: for
+arousal, valence, arousal3 and valence3, an utterance with a rating of the
+task's dimension in a corpus that declares its scale is classed by the
+rating, whatever its category (MMD-SER and CAEmoCyGAN classify the ratings
+of IEMOCAP, VAM and MSP-Podcast; DIFL classifies IEMOCAP's and MSP-IMPROV's
+categories, `label_from` 'categories', below); only utterances without one
+fall back to their category.
 
 Where the papers leave a choice:
 - CAEmoCyGAN writes MSP-Podcast's classes as [1, 3], [3, 5], [5, 7], which
@@ -54,6 +56,37 @@ Where the papers leave a choice:
   excited and pleasant_surprise, which Schuller's corpora lack, go with their
   nearest category: calm is low arousal and positive valence, excited goes
   with happy, pleasant_surprise with surprise.
+
+Which of the two an utterance is classed by, and which category table the
+binary tasks use, are the data config's `label_from` and `category_map`
+(`options`):
+
+| label_from | an utterance with a rating of the task's dimension ...      |
+|------------|-------------------------------------------------------------|
+| ratings    | is classed by the rating (above; the default: MMD-SER,      |
+|            | CAEmoCyGAN)                                                 |
+| categories | is classed by its category like any other; ratings are      |
+|            | never read (Emo-DNA, whose corpora have none; DIFL Table 1) |
+
+| category_map | arousal / valence from categories                          |
+|--------------|------------------------------------------------------------|
+| emodna       | Emo-DNA Table 1 (above): disgust is high arousal           |
+| difl         | DIFL Table 1, after Schuller et al. 2010: disgust is low   |
+|              | arousal (SAVEE and Emo-DB rows); valence as Emo-DNA's.     |
+|              | IEMOCAP counts only neutral, happy + excited, sad, angry   |
+|              | (its 5531 utterances) and MSP-IMPROV neutral, happy, sad,  |
+|              | angry: their other categories (frustrated, surprise, fear, |
+|              | disgust, ...) are left out for every task.                 |
+
+DIFL's Table 1, checked against the corpora's category counts: Emo-DB
+(low B,D,N,SA 268 / high A,F,H 267; negative A,B,D,F,SA 385 / positive H,N
+150) and SAVEE (240 / 240 both) match exactly; IEMOCAP's arousal counts
+match its four categories (N+SA 1708+1084 = 2792, A+H 1103+1636 = 2739) but
+its valence counts are printed swapped (A,SA is 2187, H,N 3344, not 3344 /
+2187). MSP-IMPROV's counts (8438 = every utterance; low 3660 / high 4778) fit
+no category table of its consensus labels (neutral 3477, happy 2644, sad 885,
+angry 792: 7798 utterances, N+SA = 4362): jaxser classes the consensus
+categories, so the 640 or so utterances without one (O, X) are left out.
 
 Utterances a task does not cover map to None and are left out (and counted).
 """
@@ -95,6 +128,23 @@ _CATEGORY_MAPS: dict[str, dict[str, str]] = {
                  'surprise': 'positive', 'pleasant_surprise': 'positive'},
 }
 
+# DIFL Table 1 (Schuller et al. 2010's binary mapping): Emo-DNA's, but
+# disgust is low arousal. Categories DIFL's corpora lack go as in
+# Emo-DNA's table (calm low / positive, excited and pleasant_surprise high /
+# positive).
+_DIFL_MAPS: dict[str, dict[str, str]] = {
+    'arousal': dict(_CATEGORY_MAPS['arousal'], disgust='low'),
+    'valence': dict(_CATEGORY_MAPS['valence']),
+}
+# The categories DIFL counts per corpus (Table 1's utterance counts); other
+# corpora keep every category the task's table covers.
+DIFL_CORPUS_CATEGORIES: dict[str, frozenset[str]] = {
+    'iemocap': frozenset({'neutral', 'happy', 'excited', 'sad', 'angry'}),
+    'msp_improv': frozenset({'neutral', 'happy', 'sad', 'angry'}),
+}
+LABEL_FROM = ('ratings', 'categories')
+CATEGORY_MAPS = ('emodna', 'difl')
+
 # The rating each dimensional task reads.
 _DIMENSION = {'arousal': 'arousal', 'valence': 'valence',
               'arousal3': 'arousal', 'valence3': 'valence'}
@@ -129,7 +179,26 @@ def _from_rating(task: str, value: float, dim_scale: str) -> int:
   return 0 if value <= lo else 2 if value >= hi else 1
 
 
-def label(task: str, utt: Utterance, dim_scale: str | None = None) -> int | None:
+def options(data_cfg) -> dict[str, str]:
+  """The `label` keyword arguments of a data config (`label_from`,
+  `category_map`; 'ratings' and 'emodna' where the config lacks them).
+
+  Raises:
+    ValueError: an unknown value, naming the field.
+  """
+  out = {'label_from': str(data_cfg.get('label_from', 'ratings')),
+         'category_map': str(data_cfg.get('category_map', 'emodna'))}
+  for field, known in (('label_from', LABEL_FROM),
+                       ('category_map', CATEGORY_MAPS)):
+    if out[field] not in known:
+      raise ValueError(f'config.data.{field}: unknown value '
+                       f'{out[field]!r}; known: {", ".join(known)}')
+  return out
+
+
+def label(task: str, utt: Utterance, dim_scale: str | None = None, *,
+          label_from: str = 'ratings',
+          category_map: str = 'emodna') -> int | None:
   """The class index of `utt` for `task`, or None if the task does not cover it.
 
   Args:
@@ -137,12 +206,28 @@ def label(task: str, utt: Utterance, dim_scale: str | None = None) -> int | None
     utt: the utterance.
     dim_scale: the scale of `utt.dims` (its corpus's `dim_scale`), a key of
       SCALES; None when the corpus has no ratings.
+    label_from: 'ratings' (a rating of the task's dimension first) or
+      'categories' (the category only), see the module docstring.
+    category_map: 'emodna' or 'difl', the category table of arousal and
+      valence (and, for 'difl', DIFL's per-corpus category subsets).
   """
   check_task(task)
+  if label_from not in LABEL_FROM:
+    raise ValueError(f'label_from: unknown value {label_from!r}; known: '
+                     f'{", ".join(LABEL_FROM)}')
+  if category_map not in CATEGORY_MAPS:
+    raise ValueError(f'category_map: unknown value {category_map!r}; known: '
+                     f'{", ".join(CATEGORY_MAPS)}')
   dim = _DIMENSION.get(task)
-  if dim_scale is not None and dim in utt.dims:
+  if label_from == 'ratings' and dim_scale is not None and dim in utt.dims:
     return _from_rating(task, utt.dims[dim], dim_scale)
-  name = _CATEGORY_MAPS[task].get(utt.emotion)
+  table = _CATEGORY_MAPS[task]
+  if category_map == 'difl':
+    counted = DIFL_CORPUS_CATEGORIES.get(utt.corpus)
+    if counted is not None and utt.emotion not in counted:
+      return None
+    table = _DIFL_MAPS.get(task, table)
+  name = table.get(utt.emotion)
   if name is None:
     return None
   return TASK_CLASSES[task].index(name)

@@ -13,18 +13,32 @@ carrying its utterance's labels):
   Center = 1/M sum_i ||G(x_i) - c_{y_i}||^2                     (eq. 4)
   c_j <- c_j - alpha sum_{i: y_i = j} (c_j - G(x_i)) / (1 + m_j) (eq. 5)
 
+Eq. 2 is DIFL's DANN_2; its DANN_1 (section 4) has speaker and corpus
+heads instead: `heads` = 'dann_2' (corpus, language, gender, the paper's
+proposal and the default) or 'dann_1' (speaker, corpus), or any
+comma-separated subset of speaker, corpus, language, gender.
+
 R_gamma is the gradient reversal layer (`losses.grad_reverse`): identity
 forward, -gamma I backward. Eq. 1 writes L = L_E + gamma L_D with gamma =
 -0.3: read, as in DANN, as the heads minimising L_D while G receives -0.3
 times its gradient, i.e. the heads sit behind R_0.3 and w_D = 1 (the heads'
 own gradient is unscaled; `domain_weight` scales both).
 
-The heads see R(G) of the valid segments of both the source and the target
-batch: corpus, language and gender are speaker metadata, not emotion labels,
-so using the target's is legitimate (the paper's adversary separates "the
-source and target domain"). Segments whose language or gender is unknown
-(-1) are left out of that head's loss; the emotion loss and the centres use
-the source segments only.
+What the heads see (`adversary_data`): 'source_and_target' (default): R(G)
+of the valid segments of both the source and the target batch: corpus,
+language, gender and speaker are metadata, not emotion labels, so using the
+target's is legitimate (the paper's adversary separates "the source and
+target domain", section 2.1). 'source': the source batch alone, and the
+target batch is not run through G at all (its audio reaches neither the
+heads nor batch normalisation's statistics): DIFL's cross-corpus setting
+read literally, "trained only on the IEMOCAP and tested on the other three
+corpora" as unseen datasets (section 3.2). With one source corpus the
+corpus and language heads then have a single class (their loss goes to 0)
+and only gender or speaker adapts; under `multi_corpus` every corpus is a
+source, so 'source' and 'source_and_target' see the same corpora. Segments
+whose speaker, language or gender is unknown (-1) are left out of that
+head's loss; the emotion loss and the centres use the source segments
+only.
 
 The network is `config.model.name` (`cnn_blstm`, DIFL's, in
 configs/difl.py). On a network that predicts from its embedding rather than
@@ -40,7 +54,10 @@ Choices where the paper is silent or ambiguous (each a config field of
     gives no head architecture). The corpus head has one class per corpus of
     the run (`pipeline.corpus_names`); the language head `num_languages`
     classes (0: as many as corpora, an upper bound as every corpus loader
-    gives one language per corpus; labels past it are left out); gender 2.
+    gives one language per corpus; labels past it are left out); gender 2;
+    speaker `num_speakers` (0: the speakers of every corpus of the run,
+    `corpus.speaker_vocabulary` of their listings, which are read when the
+    method is built: set it to apply a run where the corpora are absent).
   - Eq. 4 (1/M sum ||x - c||^2) is twice Wen et al.'s 1/2-scaled center loss:
     `center_loss_form` 'difl' (default) or 'wen'.
   - Eq. 5 prints Wen et al.'s delta_j as the new centre and gives no step
@@ -55,9 +72,11 @@ Choices where the paper is silent or ambiguous (each a config field of
     emotion): on the synthetic corpora CE fell from 1.39 to 0.83 in 10 steps
     with lambda = 1 but stayed within 0.05 of log 4 for 20 steps with 0.5.
     `softmax_weight` and `center_loss_form` ('wen' halves it) are the knobs.
-  - The paper's DANN_1 variant (speaker + corpus heads) needs speaker labels
-    across corpora and is not provided; `heads` selects any subset of
-    corpus, language, gender.
+  - DANN_1's speakers are told apart per corpus (speaker ids are unique
+    only within a corpus, `corpus.speaker_key`); the head reads the batch's
+    'speaker' key (jaxser.data.pipeline).
+  - Whether the cross-corpus adversary saw the target's audio is not said
+    (`adversary_data`, above).
 """
 
 from __future__ import annotations
@@ -66,16 +85,21 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxser import losses
+from jaxser.data import corpus as corpus_lib
 from jaxser.data import pipeline
 from jaxser.methods import base
 from jaxser.methods import dann
 from jaxser.models import cnn_blstm
 from jaxser.models import registry
 
-HEADS = ('corpus', 'language', 'gender')
+HEADS = ('speaker', 'corpus', 'language', 'gender')
+# The paper's two variants (section 4, Tables 2-4).
+VARIANTS = {'dann_1': ('speaker', 'corpus'),
+            'dann_2': ('corpus', 'language', 'gender')}
+ADVERSARY_DATA = ('source_and_target', 'source')
 # The batch key holding each head's labels.
-HEAD_LABEL_KEYS = {'corpus': 'domain', 'language': 'language',
-                   'gender': 'gender'}
+HEAD_LABEL_KEYS = {'speaker': 'speaker', 'corpus': 'domain',
+                   'language': 'language', 'gender': 'gender'}
 # Multiplier of losses.center_loss (1/2-scaled) per form.
 CENTER_LOSS_FORMS = {'difl': 2.0, 'wen': 1.0}
 
@@ -177,6 +201,31 @@ class DIFLNet(nn.Module):
     return {name: head(h) for name, head in self.heads.items()}
 
 
+def parse_heads(heads: str) -> list[str]:
+  """The head names of `config.difl.heads`: a variant of VARIANTS or a
+  comma-separated subset of HEADS."""
+  text = str(heads).strip().lower()
+  names = list(VARIANTS.get(text, [])) or [
+      s.strip() for s in text.split(',') if s.strip()]
+  unknown = sorted(set(names) - set(HEADS))
+  if unknown or len(set(names)) != len(names):
+    raise ValueError(f'config.difl.heads: {heads!r}: give dann_1, dann_2 or '
+                     f'distinct heads of {", ".join(HEADS)}')
+  return names
+
+
+def num_speakers(data_cfg) -> int:
+  """The number of speakers of the run's corpora (the speaker head's size):
+  their listings are read (not their features)."""
+  corpora = [corpus_lib.load(name, corpus_lib.corpus_root(name, data_cfg))
+             for name in pipeline.corpus_names(data_cfg)]
+  n = len(corpus_lib.speaker_vocabulary(corpora))
+  if not n:
+    raise ValueError('config.difl.heads: the speaker head needs speakers, '
+                     'and no corpus of the run names any')
+  return n
+
+
 def _per_segment(values: jnp.ndarray, segments: int) -> jnp.ndarray:
   """(B,) utterance values -> (B * S,) in `flatten_segments` order (S: the
   examples per utterance, 1 on a network that predicts from its
@@ -202,15 +251,18 @@ class DIFL(base.Method):
     if not 0.0 <= h.softmax_weight <= 1.0:
       raise ValueError('config.difl.softmax_weight: lambda must be in [0, 1], '
                        f'got {h.softmax_weight}')
-    self.heads = [s.strip() for s in str(h.heads).split(',') if s.strip()]
-    unknown = sorted(set(self.heads) - set(HEADS))
-    if unknown:
-      raise ValueError(f'config.difl.heads: unknown head(s) {unknown}; known: '
-                       f'{", ".join(HEADS)}')
+    self.heads = parse_heads(h.heads)
+    self.adversary_data = h.get('adversary_data', 'source_and_target')
+    if self.adversary_data not in ADVERSARY_DATA:
+      raise ValueError(f'config.difl.adversary_data: unknown value '
+                       f'{self.adversary_data!r}; known: '
+                       f'{", ".join(ADVERSARY_DATA)}')
     num_corpora = len(pipeline.corpus_names(config.data))
     sizes = {'corpus': num_corpora,
              'language': h.num_languages or num_corpora,
              'gender': len(pipeline.GENDERS)}
+    if 'speaker' in self.heads:
+      sizes['speaker'] = h.get('num_speakers', 0) or num_speakers(config.data)
     self.head_sizes = tuple((k, sizes[k]) for k in self.heads)
     self.model = DIFLNet(self.build_emotion_model(), self.head_sizes,
                          h.head_hidden)
@@ -243,8 +295,15 @@ class DIFL(base.Method):
   def loss(self, params, batch_stats, method_state, batch, rng, step):
     h = self.hparams
     src, tgt = batch['source'], batch['target']
-    x = jnp.concatenate([src['features'], tgt['features']])
-    lengths = jnp.concatenate([src['length'], tgt['length']])
+    # Which domains the heads (and G's batch statistics) see.
+    seen = [src] if self.adversary_data == 'source' else [src, tgt]
+    missing = [HEAD_LABEL_KEYS[k] for k in self.heads
+               if HEAD_LABEL_KEYS[k] not in src]
+    if missing:
+      raise ValueError(f'config.difl.heads: the batches carry no {missing} '
+                       'key (the data pipeline gives them)')
+    x = jnp.concatenate([d['features'] for d in seen])
+    lengths = jnp.concatenate([d['length'] for d in seen])
     coeff = self.coefficient(step)
     (out, head_logits), updates = self.model.apply(
         {'params': params, 'batch_stats': batch_stats}, x, lengths, coeff,
@@ -266,9 +325,8 @@ class DIFL(base.Method):
                                         alpha=h.center_alpha, mask=mask[:n_s])
 
     head_labels = {
-        name: _per_segment(jnp.concatenate([src[HEAD_LABEL_KEYS[name]],
-                                            tgt[HEAD_LABEL_KEYS[name]]]),
-                           segments)
+        name: _per_segment(jnp.concatenate([d[HEAD_LABEL_KEYS[name]]
+                                            for d in seen]), segments)
         for name in self.heads}
     loss_d, per_head, head_acc = domain_loss(head_logits, head_labels, mask)
     loss = loss_e + h.domain_weight * loss_d

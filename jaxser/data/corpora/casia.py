@@ -3,6 +3,9 @@
 Layout: `<speaker>/<emotion>/<text-id>.wav`, e.g. `wangzhe/angry/201.wav`; the
 public subset has 4 speakers x 6 emotions x 50 texts (1,200 files). Speaker
 genders are those of the four actors; other speakers get ''.
+
+Repairs (`common`): an extra suffix after the text id (`201 (1).wav`,
+`201_16k.wav`); the emotion folder is read in any letter case.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ _TEXT = re.compile(r'\d+')
 
 def parse(rel: str) -> dict | str:
   parts = rel.split('/')
-  if (len(parts) < 3 or parts[-2].lower() not in EMOTIONS
-      or not _TEXT.fullmatch(common.stem(rel))):
+  m, suffix = common.match_name(_TEXT, common.stem(rel))
+  if len(parts) < 3 or parts[-2].lower() not in EMOTIONS or not m:
     return ('not <speaker>/<emotion>/<text-id>.wav with emotion in '
             f'{"/".join(EMOTIONS)}')
   speaker = parts[-3]
-  return dict(speaker=speaker, gender=GENDERS.get(speaker.lower(), ''),
-              emotion=EMOTIONS[parts[-2].lower()])
+  return common.repaired(
+      dict(speaker=speaker, gender=GENDERS.get(speaker.lower(), ''),
+           emotion=EMOTIONS[parts[-2].lower()]), suffix, m.group(0))
 
 
 @register('casia')

@@ -6,6 +6,17 @@ returns the `Utterance` fields it reads from the name (and the corpus's
 annotation files), or a string saying why it does not recognise the file.
 Loaders look only at the trailing components of the path, so an extra parent
 folder (the one an archive unpacks into, say) does not matter.
+
+Repairs. Real copies of corpora hold files whose names break the corpus's
+own scheme in small ways: an extra suffix (`03a01Fa (1).wav`,
+`1001_DFA_ANG_XX_16k.wav`), a letter-case change (`03A01FA.wav`), a
+shortened prefix (`Angry/M1_F10_A010.wav` for `SM1_...`). Where the folder
+and the rest of the name still identify the utterance unambiguously, `parse`
+takes the file and adds `repaired` (the reason) and `canonical` (the stem
+the scheme expects) to its fields; `listing` lists it in
+`Corpus.repaired`. A repaired file whose canonical name is already taken in
+its folder (by a well-named file or an earlier repaired one) is a copy, and
+is reported as unrecognised instead, so no utterance is counted twice.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from typing import Callable, Mapping
 
 from jaxser.data.corpus import Corpus
@@ -76,6 +88,79 @@ def column(fieldnames, *candidates: str) -> str | None:
   return next((c for c in candidates if c in present), None)
 
 
+# What may separate an extra suffix from a well-formed name: whitespace,
+# '_', '-', '.', an opening bracket.
+_SUFFIX_START = re.compile(r'[\s_.\-(\[]')
+
+
+def match_name(pattern: re.Pattern, name: str
+               ) -> tuple[re.Match | None, str | None]:
+  """`pattern` against a file stem, allowing an extra suffix.
+
+  Returns:
+    (match, None) when `name` is well-formed (fullmatch); (match, reason)
+    when a well-formed name is followed by a separator and anything else
+    (`03a01Fa (1)`, `SM1_F10_A010_16k`), the match covering the well-formed
+    part; (None, None) otherwise.
+  """
+  m = pattern.fullmatch(name)
+  if m:
+    return m, None
+  m = pattern.match(name)
+  if m and 0 < m.end() < len(name) and _SUFFIX_START.match(name, m.end()):
+    return m, f'extra suffix {name[m.end():]!r} after {m.group(0)!r}'
+  return None, None
+
+
+def repaired(fields: dict, reason: str | None, canonical: str) -> dict:
+  """`fields` marked as repaired for `reason` (a no-op when None), with the
+  stem the corpus's scheme expects (`canonical`, for the copy check)."""
+  if reason:
+    fields = dict(fields, repaired=reason, canonical=canonical)
+  return fields
+
+
+def table_key(name: str, keys: dict[str, str]
+              ) -> tuple[str | None, str | None]:
+  """The key of an annotation table that file stem `name` stands for.
+
+  Args:
+    name: a file stem.
+    keys: lower-cased key -> key as the table writes it.
+
+  Returns:
+    (key, None) when `name` is a key; (key, reason) when it is one but for
+    its letter case, or one followed by an extra suffix (the longest key
+    that `name` starts with, the rest starting with a separator);
+    (None, None) otherwise.
+  """
+  key = keys.get(name.lower())
+  if key is not None:
+    return key, (None if key == name else
+                 f'letter case: {name!r} for {key!r}')
+  for m in reversed(list(_SUFFIX_START.finditer(name))):
+    key = keys.get(name[:m.start()].lower())
+    if key is not None and m.start() > 0:
+      return key, join_reasons(
+          f'extra suffix {name[m.start():]!r} after {name[:m.start()]!r}',
+          None if name[:m.start()] == key else
+          f'letter case: {name[:m.start()]!r} for {key!r}')
+  return None, None
+
+
+def case_reason(written: str, canonical: str) -> str | None:
+  """Why `written` is not `canonical` when they differ in letter case only
+  (None when equal)."""
+  return None if written == canonical else (
+      f'letter case: {written!r} for {canonical!r}')
+
+
+def join_reasons(*reasons: str | None) -> str | None:
+  """The non-empty reasons joined with '; ', or None."""
+  kept = [r for r in reasons if r]
+  return '; '.join(kept) if kept else None
+
+
 def listing(name: str, root: str, parse: Parse, language: str,
             dim_scale: str | None = None,
             unrecognised: list[tuple[str, str]] | None = None) -> Corpus:
@@ -92,20 +177,37 @@ def listing(name: str, root: str, parse: Parse, language: str,
       an annotation table naming a missing file.
 
   Returns:
-    The corpus, utterances and unrecognised files sorted by relative path.
+    The corpus, utterances, repaired and unrecognised files sorted by
+    relative path (see the module docstring for repairs).
   """
-  utts, bad = [], list(unrecognised or [])
+  utts, bad, fixed = [], list(unrecognised or []), []
+  parsed = []
   for rel in walk(root):
     if not is_audio(rel):
       continue
     fields = parse(rel)
     if isinstance(fields, str):
       bad.append((rel, fields))
-      continue
+    else:
+      parsed.append((rel, fields))
+  # (folder, lower-case stem) of every well-named file: a repaired file
+  # whose canonical name is among them (or among earlier repairs) is a copy.
+  taken = {(os.path.dirname(rel), stem(rel).lower()): rel
+           for rel, fields in parsed if 'repaired' not in fields}
+  for rel, fields in parsed:
+    if 'repaired' in fields:
+      fields = dict(fields)
+      reason, canonical = fields.pop('repaired'), fields.pop('canonical')
+      key = (os.path.dirname(rel), canonical.lower())
+      if key in taken:
+        bad.append((rel, f'{reason}, but a copy of {taken[key]}'))
+        continue
+      taken[key] = rel
+      fixed.append((rel, reason))
     utts.append(Utterance(utt_id=rel, corpus=name, language=language,
                           path=os.path.join(root, rel), **fields))
   return Corpus(name, utts, unrecognised=sorted(bad), root=root,
-                dim_scale=dim_scale)
+                dim_scale=dim_scale, repaired=sorted(fixed))
 
 
 def folder_conflict(rel: str, emotion: str) -> str | None:

@@ -4,6 +4,9 @@ Layout: `AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav`, e.g.
 `AudioWAV/1001_DFA_ANG_XX.wav`: actor 1001-1091, emotion ANG DIS FEA HAP NEU
 SAD, level LO MD HI XX. The actors' sex comes from `VideoDemographics.csv`
 (columns ActorID, Sex), found anywhere below the root; without it gender is ''.
+
+Repairs (`common`): a letter-case change (`1001_dfa_ang_xx`) and an extra
+suffix (`1001_DFA_ANG_XX (1)`, `1001_DFA_ANG_XX_16k`).
 """
 
 from __future__ import annotations
@@ -37,12 +40,16 @@ def load(root: str) -> Corpus:
   sex = demographics(root)
 
   def parse(rel: str) -> dict | str:
-    m = _NAME.fullmatch(common.stem(rel))
+    m, suffix = common.match_name(_NAME, common.stem(rel))
     if not m or m.group(3).upper() not in EMOTIONS:
       return ('not <actor>_<sentence>_<emotion>_<level>.wav with emotion in '
               f'{"/".join(EMOTIONS)}')
     actor = m.group(1)
-    return dict(speaker=actor, gender=sex.get(actor, ''),
-                emotion=EMOTIONS[m.group(3).upper()])
+    canonical = m.group(0).upper()
+    return common.repaired(
+        dict(speaker=actor, gender=sex.get(actor, ''),
+             emotion=EMOTIONS[m.group(3).upper()]),
+        common.join_reasons(common.case_reason(m.group(0), canonical),
+                            suffix), canonical)
 
   return common.listing('cremad', root, parse, language='en')

@@ -8,6 +8,10 @@ speakers are 03 10 11 12 15, female 08 09 13 14 16.
 Every speaker says the same ten German sentences, known by their text code
 (the corpus's documentation, `SENTENCES`); an utterance's `text` is its
 code's sentence ('' for a code not among the ten).
+
+Repairs (`common`): a letter-case change (`03A01FA`, `03a01fa`: the scheme
+is position-coded, so the case carries nothing) and an extra suffix
+(`03a01Fa (1)`, `03a01Fa_16k`).
 """
 
 from __future__ import annotations
@@ -37,17 +41,23 @@ SENTENCES = {
     'b09': 'Ich will das eben wegbringen und dann mit Karl was trinken gehen.',
     'b10': 'Die wird auf dem Platz sein, wo wir sie immer hinlegen.',
 }
-_NAME = re.compile(r'(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])')
+# Any letter case; the canonical one is lower, upper (emotion), lower.
+_NAME = re.compile(r'(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])', re.IGNORECASE)
 
 
 def parse(rel: str) -> dict | str:
-  m = _NAME.fullmatch(common.stem(rel))
+  m, suffix = common.match_name(_NAME, common.stem(rel))
   if not m:
     return 'not <spk><text><W|L|E|A|F|T|N><version>.wav (e.g. 03a01Fa.wav)'
-  speaker = m.group(1)
+  speaker, text = m.group(1), m.group(2).lower()
+  emotion = m.group(3).upper()
+  canonical = f'{speaker}{text}{emotion}{m.group(4).lower()}'
   gender = 'm' if speaker in MALE else 'f' if speaker in FEMALE else ''
-  return dict(speaker=speaker, gender=gender, emotion=EMOTIONS[m.group(3)],
-              text=SENTENCES.get(m.group(2), ''))
+  return common.repaired(
+      dict(speaker=speaker, gender=gender, emotion=EMOTIONS[emotion],
+           text=SENTENCES.get(text, '')),
+      common.join_reasons(common.case_reason(m.group(0), canonical), suffix),
+      canonical)
 
 
 @register('emodb')

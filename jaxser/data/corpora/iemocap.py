@@ -23,6 +23,10 @@ excited, sad, angry, frustrated, surprise, fear, disgust, other; xxx (no
 majority) leaves the utterance without a category but with its ratings.
 Whole-dialog recordings (dialog/wav/) and utterances missing from every
 evaluation file are reported as unrecognised.
+
+Repairs (`common`): a file whose name is an evaluated utterance id but for
+its letter case (`ses01f_impro01_f000`) or followed by an extra suffix
+(`Ses01F_impro01_F000_16k`) is that utterance.
 """
 
 from __future__ import annotations
@@ -83,19 +87,24 @@ def transcriptions(root: str) -> dict[str, str]:
 def load(root: str) -> Corpus:
   labels = evaluations(root)
   texts = transcriptions(root)
+  keys = {k.lower(): k for k in labels}
 
   def parse(rel: str) -> dict | str:
-    utt = common.stem(rel)
-    m = _UTTERANCE.fullmatch(utt)
+    name = common.stem(rel)
+    utt, reason = common.table_key(name, keys)
+    m = (_UTTERANCE.fullmatch(utt) if utt else
+         common.match_name(_UTTERANCE, name)[0])
     if not m:
       return ('not Session<k>/sentences/wav/<dialog>/<utterance>.wav with an '
               'utterance id like Ses01F_impro01_M013')
-    if utt not in labels:
+    if utt is None:
       return 'utterance has no line in any dialog/EmoEvaluation/*.txt'
     emotion, dims = labels[utt]
     gender = m.group(2)
-    return dict(speaker=f'{m.group(1)}_{gender}', gender=gender.lower(),
-                emotion=emotion, dims=dims, text=texts.get(utt, ''))
+    return common.repaired(
+        dict(speaker=f'{m.group(1)}_{gender}', gender=gender.lower(),
+             emotion=emotion, dims=dims, text=texts.get(utt, '')),
+        reason, utt)
 
   return common.listing('iemocap', root, parse, language='en',
                         dim_scale='iemocap')

@@ -35,6 +35,13 @@ arousal scale (6 - A), holding that the file stores it high to low; the
 corpus's documentation was not at hand to confirm either reading. No
 transcripts are read for MSP-IMPROV (their layout in the distribution was
 not at hand either): its utterances have text ''.
+
+Repairs (`common`), both corpora: a file named as the table names an
+utterance but for its letter case (`MSP-PODCAST_0001_0008` for
+`MSP-Podcast_0001_0008`) or with an extra suffix (`..._0008 (1)`) is that
+utterance; MSP-IMPROV's also without its `MSP-IMPROV-` prefix or with it
+shortened (`S01A-F01-P-FM01`, `IMPROV-S01A-...`): the tokens after it name
+the utterance.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ IMPROV_EMOTIONS = {'A': 'angry', 'H': 'happy', 'S': 'sad', 'N': 'neutral',
 _GENDERS = {'male': 'm', 'female': 'f'}
 _IMPROV_NAME = re.compile(r'(?:MSP|UTD)-IMPROV-(S\d\d[A-Z]-([FM])\d\d-[A-Z]-'
                           r'[A-Z0-9]+)', re.IGNORECASE)
+# An audio name whose prefix may be missing or shortened.
+_IMPROV_AUDIO = re.compile(r'((?:(?:MSP|UTD)-)?(?:IMPROV-)?)(S\d\d[A-Z]-([FM])'
+                           r'\d\d-[A-Z]-[A-Z0-9]+)', re.IGNORECASE)
+_IMPROV_PREFIXES = ('MSP-IMPROV-', 'UTD-IMPROV-')
 _IMPROV_LINE = re.compile(r'(UTD-IMPROV-\S+)\.avi;\s*([A-Z]);\s*A:\s*(\S+?)\s*;'
                           r'\s*V:\s*(\S+?)\s*;\s*D:\s*(\S+?)\s*;')
 
@@ -89,11 +100,15 @@ def load_podcast(root: str) -> Corpus:
   for row in common.read_table(_one(root, 'labels_consensus.csv',
                                     'msp_podcast')):
     rows[common.stem(row.get('filename', ''))] = row
+  keys = {k.lower(): k for k in rows}
 
   def parse(rel: str) -> dict | str:
-    row = rows.get(common.stem(rel))
-    if row is None:
+    key, reason = common.table_key(common.stem(rel), keys)
+    if key is None:
       return 'not listed in Labels/labels_consensus.csv'
+    return common.repaired(fields(key, rows[key]), reason, key)
+
+  def fields(key: str, row: dict) -> dict:
     speaker = row.get('spkrid', '')
     return dict(
         speaker='' if speaker.lower() in ('', 'unknown') else speaker,
@@ -103,7 +118,7 @@ def load_podcast(root: str) -> Corpus:
                              'valence': row.get('emoval'),
                              'dominance': row.get('emodom')}),
         partition=row.get('split_set', '').lower(),
-        text=texts.get(common.stem(rel).lower(), ''))
+        text=texts.get(key.lower(), ''))
 
   return common.listing('msp_podcast', root, parse, language='en',
                         dim_scale='msp_podcast')
@@ -130,14 +145,28 @@ def load_improv(root: str) -> Corpus:
   labels = improv_evaluations(_one(root, 'Evaluation.txt', 'msp_improv'))
 
   def parse(rel: str) -> dict | str:
-    m = _IMPROV_NAME.fullmatch(common.stem(rel))
+    m, suffix = common.match_name(_IMPROV_AUDIO, common.stem(rel))
     if not m:
       return 'not MSP-IMPROV-S<nn><E>-<F|M><nn>-<type>-<turn>.wav'
-    fields = labels.get(m.group(1).upper())
+    key = m.group(2).upper()
+    fields = labels.get(key)
     if fields is None:
       return 'utterance has no consensus line in Evaluation.txt'
-    speaker = m.group(1).split('-')[1].upper()
-    return dict(speaker=speaker, gender=m.group(2).lower(), **fields)
+    speaker = key.split('-')[1]
+    prefix = m.group(1)
+    if prefix.upper() in _IMPROV_PREFIXES:
+      canonical = f'{prefix.upper()}{key}'
+      written = f'{prefix}{m.group(2)}'
+      shortened = None
+    else:
+      canonical = f'MSP-IMPROV-{key}'
+      written = f'MSP-IMPROV-{m.group(2)}'
+      shortened = (f'prefix {prefix!r} for \'MSP-IMPROV-\'' if prefix
+                   else 'no MSP-IMPROV- prefix')
+    return common.repaired(
+        dict(speaker=speaker, gender=m.group(3).lower(), **fields),
+        common.join_reasons(shortened, common.case_reason(written, canonical),
+                            suffix), canonical)
 
   return common.listing('msp_improv', root, parse, language='en',
                         dim_scale='msp_improv')

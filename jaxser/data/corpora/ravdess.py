@@ -10,6 +10,8 @@ Only audio-only speech files (03-01-...) are used: the song files (VV = 02)
 are sung, not spoken, and audio extracted from the video files (MM = 01/02)
 would duplicate the audio-only recordings; both are reported as unrecognised
 with that reason.
+
+Repairs (`common`): an extra suffix (`03-01-05-01-02-01-01 (1).wav`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _NAME = re.compile(r'(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)')
 
 
 def parse(rel: str) -> dict | str:
-  m = _NAME.fullmatch(common.stem(rel))
+  m, suffix = common.match_name(_NAME, common.stem(rel))
   if not m or m.group(3) not in EMOTIONS:
     return 'not MM-VV-EE-II-SS-RR-AA.wav with emotion EE in 01..08'
   modality, channel, emotion, *_, actor = m.groups()
@@ -34,8 +36,9 @@ def parse(rel: str) -> dict | str:
     return f'modality {modality} is a video file; only audio-only (03) is used'
   if channel != '01':
     return f'vocal channel {channel} is song; only speech (01) is used'
-  return dict(speaker=actor, gender='m' if int(actor) % 2 else 'f',
-              emotion=EMOTIONS[emotion])
+  return common.repaired(dict(speaker=actor,
+                              gender='m' if int(actor) % 2 else 'f',
+                              emotion=EMOTIONS[emotion]), suffix, m.group(0))
 
 
 @register('ravdess')

@@ -15,6 +15,9 @@ distributed per-rater evaluation files must be averaged into such a table
 first (their format varies between copies). Text files without such a header
 are ignored; an audio file whose name (without extension) is in no table is
 reported as unrecognised. VAM has no categories, so `emotion` is None.
+
+Repairs (`common`): a file whose name is a table's file name followed by an
+extra suffix (`Satz01 (1).wav`) is that file (letter case never mattered).
 """
 
 from __future__ import annotations
@@ -63,12 +66,16 @@ def rating_tables(root: str) -> dict[str, dict]:
 @register('vam')
 def load(root: str) -> Corpus:
   tables = rating_tables(root)
+  keys = {k: k for k in tables}  # Already lower-cased.
 
   def parse(rel: str) -> dict | str:
-    fields = tables.get(common.stem(rel).lower())
-    if fields is None:
+    name = common.stem(rel)
+    key, reason = common.table_key(name.lower(), keys)
+    if key is None:
       return ('no row in a ratings table (file, valence, arousal/activation'
               '[, dominance] columns) below the root')
-    return fields
+    if reason and reason.startswith('extra suffix'):
+      reason = f'extra suffix {name[len(key):]!r} after {name[:len(key)]!r}'
+    return common.repaired(tables[key], reason, key)
 
   return common.listing('vam', root, parse, language='de', dim_scale='vam')
