@@ -58,6 +58,16 @@ def positive_class_f1(c: np.ndarray) -> float | None:
   return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0
 
 
+def collapsed(c) -> bool:
+  """Whether a model predicted one class for every example (a collapsed run):
+  every prediction of the confusion matrix `c` lies in one column, with more
+  than one class present in truth. False for an empty matrix."""
+  c = np.asarray(c)
+  if c.sum() == 0:
+    return False
+  return bool((c.sum(axis=0) > 0).sum() == 1 and (c.sum(axis=1) > 0).sum() > 1)
+
+
 def summary(y_true, y_pred, classes) -> dict:
   """The metric block of results.json."""
   c = confusion(y_true, y_pred, len(classes))
@@ -67,4 +77,5 @@ def summary(y_true, y_pred, classes) -> dict:
       positive_class_f1=positive_class_f1(c),
       per_class_recall={k: (None if np.isnan(r) else float(r))
                         for k, r in zip(classes, recall)},
-      confusion=c.tolist(), classes=list(classes), num_eval=int(c.sum()))
+      confusion=c.tolist(), classes=list(classes), num_eval=int(c.sum()),
+      collapsed=collapsed(c))
