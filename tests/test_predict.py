@@ -31,11 +31,17 @@ def run(tmp_path_factory, cache_dir):
   config = tiny_config('source_only', cache_dir, steps=2)
   config.data.normalize = 'corpus_zscore'
   train.train_and_evaluate(config, workdir)
-  if not os.path.isdir(os.path.join(workdir, inference.INFERENCE_DIR)):
+  saved_by_training = os.path.isdir(os.path.join(workdir,
+                                                 inference.INFERENCE_DIR))
+  if not saved_by_training:
     # What train.train_and_evaluate does once the run's data is loaded.
     export_lib.save_run_assets(workdir, pipeline.load_data(config.data),
                                config)
+  RUN_STATE['saved_by_training'] = saved_by_training
   return workdir
+
+
+RUN_STATE = {}
 
 
 @pytest.fixture(scope='module')
@@ -65,6 +71,21 @@ def _run_probs(workdir):
 def _probs(result):
   return {r['path']: np.array([r['probabilities'][c] for c in CLASSES])
           for r in result['rows'] if 'error' not in r}
+
+
+def test_training_saves_the_inference_assets(run):
+  if not RUN_STATE['saved_by_training']:
+    pytest.skip('train.train_and_evaluate does not call '
+                'export.save_run_assets yet')
+  folder = os.path.join(run, inference.INFERENCE_DIR)
+  with open(os.path.join(folder, inference.INFO)) as f:
+    info = json.load(f)
+  assert info['classes'] == list(CLASSES) and info['target'] == 'tiny_tgt'
+  assert info['normalize'] == 'corpus_zscore'
+  assert info['feature']['name'] == 'mfcc40'
+  assert info['feature']['shape'] == [48, 40]
+  stats = inference.read_stats(folder)
+  assert stats['shift'].shape == stats['scale'].shape == (1, 40)
 
 
 def test_predict_a_folder_equals_the_runs_evaluation_and_reports_bad_files(
