@@ -339,6 +339,10 @@ def embedding_figure(points: dict[str, tuple[np.ndarray, np.ndarray]],
       class indices; -1 unlabelled, drawn grey).
     classes: class names.
   """
+  # Labels past the names given (e.g. a report without class names).
+  top = max([int(np.max(l, initial=-1)) for _, l in points.values()] + [-1])
+  classes = list(classes) + [f'class {i}' for i in range(len(classes),
+                                                         top + 1)]
   fig = mfigure.Figure(figsize=(13, 6), layout='constrained')
   by_class, by_corpus = fig.subplots(1, 2, sharex=True, sharey=True)
   class_colours = _palette(len(classes))
@@ -493,17 +497,19 @@ def run_embeddings(method, variables: dict,
   return out
 
 
-def corpus_sets(data, arrays: dict) -> dict[str, dict[str, np.ndarray]]:
+def corpus_sets(data, source: dict | None = None,
+                target_eval: dict | None = None
+                ) -> dict[str, dict[str, np.ndarray]]:
   """A run's source training set and target evaluation set, split by corpus
   (their 'domain' ids): label 'NAME (source)' / 'NAME (target)' -> array
-  set. `data` is the run's `pipeline.Data`, `arrays` its
-  `pipeline.load_arrays` sets."""
+  set. `data` is the run's `pipeline.Data`; `source` and `target_eval` its
+  array sets ('source' and 'target_eval' of `pipeline.load_arrays`), either
+  None to leave it out."""
   out = {}
-  for role, split, key in (('source', data.source_train, 'source'),
-                           ('target', data.target_eval, 'target_eval')):
-    if key not in arrays:
+  for role, split, sets in (('source', data.source_train, source),
+                            ('target', data.target_eval, target_eval)):
+    if sets is None:
       continue
-    sets = arrays[key]
     for part in split.parts:
       rows = sets['domain'] == part.domain
       if rows.any():
@@ -1038,7 +1044,8 @@ def redraw(workdir: str, projection: str = 'umap',
     data = pipeline.load_data(config.data)
     arrays = pipeline.load_arrays(data)
     embeddings = run_embeddings(
-        model.method, model.variables, corpus_sets(data, arrays),
+        model.method, model.variables,
+        corpus_sets(data, arrays['source'], arrays['target_eval']),
         config.train.eval_batch_size, mesh, max_points, config.seed)
   return write_run(workdir, embeddings=embeddings,
                    projection=projection if embeddings else 'umap')

@@ -355,3 +355,28 @@ def test_grid_figures_with_7_corpora_and_12_methods(tmp_path):
             .endswith('*')]
   assert len(marked) == 1
   assert len(fig.axes[0].texts) == 12 * 43
+
+
+def test_corpus_sets_split_by_domain():
+  from types import SimpleNamespace as NS  # pylint: disable=g-import-not-at-top
+
+  def part(name, domain):
+    return NS(domain=domain, cached=NS(corpus=NS(name=name)))
+  data = NS(source_train=NS(parts=[part('casia', 0), part('emodb', 1)]),
+            target_eval=NS(parts=[part('emovo', 2), part('urdu', 3)]))
+  source = {'features': np.arange(5), 'domain': np.array([0, 1, 0, 1, 1])}
+  target = {'features': np.arange(3), 'domain': np.array([2, 2, 2])}
+  sets = report.corpus_sets(data, source, target)
+  assert list(sets) == ['casia (source)', 'emodb (source)', 'emovo (target)']
+  np.testing.assert_array_equal(sets['emodb (source)']['features'], [1, 3, 4])
+  assert list(report.corpus_sets(data, None, target)) == ['emovo (target)']
+
+
+def test_embedding_figure_without_class_names():
+  xy = np.random.default_rng(0).standard_normal((10, 2))
+  fig = report.embedding_figure(
+      {'a (source)': (xy, np.arange(10) % 3), 'b (target)': (xy, -np.ones(
+          10, int))}, [], projection='pca')
+  names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+  assert names == ['a (source)', 'b (target)']
+  assert fig.axes[0].get_xlabel() == 'PC 1'
