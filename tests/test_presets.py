@@ -2,8 +2,6 @@
 a valid config whose switches are the row's, and the grid runs the rows as
 methods (with a fake trainer)."""
 
-import json
-import os
 import re
 
 import pytest
@@ -74,26 +72,17 @@ def test_errors_are_one_line_value_errors(monkeypatch):
     presets.build_configs('typo', CONFIGS)
 
 
-def test_grid_runs_preset_rows_as_methods(tmp_path):
+def test_grid_takes_preset_rows_as_methods(tmp_path):
   # What jaxser.grid does with --preset: rows as methods, each in its folder.
   configs = presets.build_configs('emodna_table6', CONFIGS)
   cells = grid.grid_cells(list(configs), [('casia', 'emovo')], ['arousal'], 1)
-  seen = {}
-
-  def fake_train(config, workdir):
-    seen[workdir] = config
-    result = dict(war=0.5, macro_f1=0.4, uar=0.45, positive_class_f1=0.3)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(result, f)
-    return result
-
-  results = grid.run_grid(
-      cells, str(tmp_path), lambda cell: grid.cell_config(
-          configs[cell.method], cell), fake_train, log=lambda _: None)
-  assert [r['method'] for r in results] == list(configs)
-  none = seen[str(tmp_path / 'arousal' / 'emodna_no_threshold' /
-                  'casia_emovo' / 'seed0')]
+  assert [c.method for c in cells] == list(configs)
+  by_dir = {c.workdir(str(tmp_path)): grid.cell_config(configs[c.method], c)
+            for c in cells}
+  none = by_dir[str(tmp_path / 'arousal' / 'emodna_no_threshold' /
+                    'casia_emovo' / 'seed0')]
   assert none.emodna.threshold == 'none' and none.data.source == 'casia'
+  assert none.method == 'emodna'
+  results = [dict(war=0.5, macro_f1=0.4, uar=0.45, **vars(c)) for c in cells]
   tables = grid.table_rows(results, [('casia', 'emovo')])
   assert [r['method'] for r in tables['arousal']] == list(configs)
