@@ -497,14 +497,26 @@ def run_embeddings(method, variables: dict,
   return out
 
 
+def sample_split(split, max_points: int, seed: int = 0):
+  """`split` (a `pipeline.Split`) with at most `max_points` utterances of
+  each of its corpora (`subsample`, by `seed` and the corpus's place)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  parts = []
+  for k, part in enumerate(split.parts):
+    rows = subsample(len(part.indices), max_points, seed + k)
+    parts.append(dataclasses.replace(
+        part, indices=np.asarray(part.indices)[rows],
+        labels=np.asarray(part.labels)[rows]))
+  return dataclasses.replace(split, parts=parts)
+
+
 def corpus_sets(data, source: dict | None = None,
                 target_eval: dict | None = None
                 ) -> dict[str, dict[str, np.ndarray]]:
   """A run's source training set and target evaluation set, split by corpus
   (their 'domain' ids): label 'NAME (source)' / 'NAME (target)' -> array
   set. `data` is the run's `pipeline.Data`; `source` and `target_eval` its
-  array sets ('source' and 'target_eval' of `pipeline.load_arrays`), either
-  None to leave it out."""
+  array sets (e.g. of `load_corpus_sets`), either None to leave it out."""
   out = {}
   for role, split, sets in (('source', data.source_train, source),
                             ('target', data.target_eval, target_eval)):
@@ -516,6 +528,17 @@ def corpus_sets(data, source: dict | None = None,
         out[f'{part.cached.corpus.name} ({role})'] = {
             k: v[rows] for k, v in sets.items()}
   return out
+
+
+def load_corpus_sets(data, max_points: int = MAX_POINTS, seed: int = 0
+                     ) -> dict[str, dict[str, np.ndarray]]:
+  """`corpus_sets` of at most `max_points` utterances per corpus of the
+  run's source training and target evaluation sets, read from the feature
+  cache (only the sampled utterances are loaded, whether the run held its
+  data on the device or streamed it)."""
+  return corpus_sets(data, sample_split(data.source_train, max_points,
+                                        seed).load(),
+                     sample_split(data.target_eval, max_points, seed).load())
 
 
 # --- the run report ----------------------------------------------------------
@@ -1042,10 +1065,9 @@ def redraw(workdir: str, projection: str = 'umap',
     model = inference.open_run(workdir, mesh)
     config = model.config
     data = pipeline.load_data(config.data)
-    arrays = pipeline.load_arrays(data)
     embeddings = run_embeddings(
         model.method, model.variables,
-        corpus_sets(data, arrays['source'], arrays['target_eval']),
+        load_corpus_sets(data, max_points, config.seed),
         config.train.eval_batch_size, mesh, max_points, config.seed)
   return write_run(workdir, embeddings=embeddings,
                    projection=projection if embeddings else 'umap')

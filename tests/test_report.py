@@ -380,3 +380,26 @@ def test_embedding_figure_without_class_names():
   names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
   assert names == ['a (source)', 'b (target)']
   assert fig.axes[0].get_xlabel() == 'PC 1'
+
+
+def test_sample_split_keeps_at_most_max_points_per_corpus():
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  @dataclasses.dataclass
+  class Part:
+    indices: np.ndarray
+    labels: np.ndarray
+    domain: int
+
+  @dataclasses.dataclass
+  class Split:
+    parts: list
+
+  split = Split([Part(np.arange(100, 150), np.arange(50) % 4, 0),
+                 Part(np.arange(7), np.zeros(7, int), 1)])
+  small = report.sample_split(split, 20, seed=1)
+  a, b = small.parts
+  assert len(a.indices) == 20 and b.indices.tolist() == list(range(7))
+  # Labels stay with their utterances.
+  np.testing.assert_array_equal(a.labels, (a.indices - 100) % 4)
+  assert len(split.parts[0].indices) == 50  # The run's split is untouched.
