@@ -247,3 +247,89 @@ def test_reference_sets_and_token_weight_averaging(tmp_path):
   with pytest.raises(ValueError, match='no utterance'):
     synthesize.reference_rows(str(tmp_path / 'labels'), 'neutral',
                               ['/elsewhere.wav'], top_k=2)
+
+
+def test_corpus_without_text_is_an_error(tmp_path):
+  import soundfile as sf
+  from jaxser import config as config_lib
+  from jaxser.tts import data as tts_data
+  (tmp_path / 'audio').mkdir()
+  sf.write(tmp_path / 'audio' / 'a.wav', np.zeros(1600), 16000)
+  cfg = config_lib.load(os.path.join(os.path.dirname(__file__), '..',
+                                     'configs', 'gst_tacotron.py'))
+  cfg.data.target = 'folder'
+  cfg.data.paths.folder = str(tmp_path / 'audio')
+  with pytest.raises(ValueError, match="corpus 'folder' has no transcripts"):
+    tts_data.load(cfg)
+
+
+def test_tts_data_filters_and_soft_labels(tmp_path):
+  """Filters (length, characters, vocabulary), padding and the soft labels
+  joined by path."""
+  import soundfile as sf
+  from jaxser import config as config_lib
+  from jaxser.tts import data as tts_data
+  lj = tmp_path / 'lj'
+  (lj / 'wavs').mkdir(parents=True)
+  texts = {'a': 'short one.', 'b': 'a bit longer, this one.',
+           'c': 'too long ' * 3, 'd': 'digits 42', 'e': 'long audio.'}
+  secs = {'a': 0.5, 'b': 0.8, 'c': 0.5, 'd': 0.5, 'e': 3.0}
+  t = np.arange(16000 * 3) / 16000
+  for k, s in secs.items():
+    sf.write(lj / 'wavs' / f'{k}.wav',
+             0.1 * np.sin(2 * np.pi * 200 * t[:int(16000 * s)]), 16000)
+  (lj / 'metadata.csv').write_text(
+      ''.join(f'{k}|{v}|{v}\n' for k, v in texts.items()))
+  paths = [str(lj / 'wavs' / f'{k}.wav') for k in texts]
+  probs = np.eye(4)[[1, 2, 0, 0, 3]] * 0.6 + 0.1
+  _label_dir(str(tmp_path / 'labels'), paths[1:], probs[1:],
+             ('neutral', 'happy', 'sad', 'angry'))
+  cfg = config_lib.load(os.path.join(os.path.dirname(__file__), '..',
+                                     'configs', 'gst_tacotron.py'))
+  cfg.data.paths.ljspeech = str(lj)
+  cfg.data.cache_dir = str(tmp_path / 'cache')
+  cfg.tts.labels = str(tmp_path / 'labels')
+  cfg.tts.max_chars = 25
+  cfg.tts.max_seconds = 2.0
+  cfg.tts.model.outputs_per_step = 3
+  d = tts_data.load(cfg)
+  assert [os.path.basename(p) for p in d.paths] == ['a.wav', 'b.wav']
+  assert d.skipped == {'longer than 25 characters': 1,
+                       'characters outside the vocabulary': 1,
+                       'longer than 2.0 s': 1}
+  a = d.arrays
+  hop = 200
+  np.testing.assert_array_equal(a['frames'], [1 + 8000 // hop,
+                                              1 + 12800 // hop])
+  assert a['mel'].shape == (2, 66, 80) and a['linear'].shape[-1] == 513
+  assert np.all(a['mel'][0, 41:] == 0) and a['mel'][0, :41].max() > 0.5
+  assert text_lib.decode(a['text'][1]) == texts['b']
+  np.testing.assert_array_equal(a['text_length'], [11, 24])  # + EOS
+  # 'a' is not in the label run: zero mask; 'b' carries its soft label.
+  np.testing.assert_array_equal(a['emotion_mask'], [0, 1])
+  np.testing.assert_allclose(a['emotion'][1], [0.1, 0.1, 0.7, 0.1],
+                             rtol=1e-5)
+  again = tts_data.load(cfg)  # From the spectrogram cache.
+  np.testing.assert_array_equal(again.arrays['mel'], a['mel'])
+  parts = tts_data.split(d, 0.5, 0)
+  assert len(parts['train']['frames']) == len(parts['val']['frames']) == 1
+
+
+def test_synthesize_cli_one_line_errors(tmp_path):
+  import subprocess
+  import sys
+  def run(*args):
+    p = subprocess.run([sys.executable, '-m', 'jaxser.synthesize', *args],
+                       capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stderr.strip().splitlines()
+  rc, err = run(f'--workdir={tmp_path}', '--text=Caf\u00e9 au lait',
+                '--emotion=happy', f'--out={tmp_path}/x.wav')
+  assert rc == 2 and len(err) == 1 and 'not in the vocabulary' in err[0]
+  # Not a run (in-process: the same ValueError main prints).
+  import types
+  from jaxser import synthesize
+  flags = types.SimpleNamespace(
+      workdir=str(tmp_path), text='hello', text_file=None, tsne='',
+      out=str(tmp_path / 'x.wav'))
+  with pytest.raises(ValueError, match='config.json'):
+    synthesize.run(flags)
