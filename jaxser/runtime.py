@@ -51,3 +51,48 @@ def setup_process() -> None:
   jax.config.update('jax_compilation_cache_dir', os.environ.get(
       'JAX_COMPILATION_CACHE_DIR',
       os.path.expanduser('~/.cache/jaxser/xla')))
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """`jax.distributed.initialize` for a multi-process run (`--distributed`).
+
+  Call after `setup_process` and before JAX touches a device. Arguments left
+  None are detected from the cluster (Cloud TPU metadata, SLURM, Open MPI,
+  Kubernetes/JobSet; `JAX_COORDINATOR_ADDRESS`, `JAX_LOCAL_DEVICE_IDS`);
+  elsewhere all three are needed. On CPU, processes exchange collectives
+  through gloo (JAX's default, set here where it is unset) and connect
+  before returning.
+
+  Raises:
+    ValueError: the arguments are missing and no cluster is detected, or
+      inconsistent (`--process_id` not below `--num_processes`).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.config.jax_cpu_collectives_implementation is None:
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if num_processes is not None and num_processes < 1:
+    raise ValueError(f'--num_processes must be at least 1, got '
+                     f'{num_processes}')
+  if (process_id is not None and num_processes is not None
+      and not 0 <= process_id < num_processes):
+    raise ValueError(f'--process_id must be in [0, {num_processes}) '
+                     f'(--num_processes), got {process_id}')
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  except ValueError as e:  # JAX's: a field it could neither get nor detect.
+    raise ValueError(
+        f'--distributed: {e}; outside a detected cluster (Cloud TPU, SLURM, '
+        'Open MPI, Kubernetes) give --coordinator_address=HOST:PORT, '
+        '--num_processes and --process_id') from None
+  if jax.process_count() > 1 and jax.default_backend() == 'cpu':
+    # Gloo connects a set of devices at its first collective and gives up
+    # after 30 s (XLA's fixed key-value timeout; later collectives wait
+    # longer). Processes skewed by more (a cache hit on one, a compile on
+    # the other, a loaded machine) then fail in orbax's first barrier, so
+    # connect all devices now, while initialize() holds them in step.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices('jaxser: processes connected')
