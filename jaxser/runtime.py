@@ -53,6 +53,11 @@ def setup_process() -> None:
       os.path.expanduser('~/.cache/jaxser/xla')))
 
 
+# How long the other processes of a --distributed run wait at exit for
+# process 0 to finish writing (initialize_distributed).
+SHUTDOWN_TIMEOUT_S = 2 * 3600
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None) -> None:
@@ -80,9 +85,15 @@ def initialize_distributed(coordinator_address: str | None = None,
     raise ValueError(f'--process_id must be in [0, {num_processes}) '
                      f'(--num_processes), got {process_id}')
   try:
+    # At exit every process waits for the others (JAX's shutdown barrier,
+    # 300 s by default, then all abort). Process 0 alone writes results,
+    # predictions, plots and reports after the last collective, which can
+    # take longer: the others wait up to SHUTDOWN_TIMEOUT_S. A process that
+    # dies is still noticed within the heartbeat timeout.
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes,
-                               process_id=process_id)
+                               process_id=process_id,
+                               shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
   except ValueError as e:  # JAX's: a field it could neither get nor detect.
     raise ValueError(
         f'--distributed: {e}; outside a detected cluster (Cloud TPU, SLURM, '
