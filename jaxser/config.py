@@ -4,11 +4,19 @@ Fields (any can be overridden on the command line, e.g.
 `--config.train.steps=300 --config.data.source=casia,emovo`):
 
   seed                 the run's seed (init, dropout, data order).
+  seeds                '' or several seeds, e.g. '0,1,2': one run per seed,
+                       packed into one program where they fit, each in
+                       DIR/seed<k>/, and DIR/summary.json (mean and std).
   method               registered method name (jaxser.methods).
   data.source          corpus name, or several comma-separated (multi-source).
   data.target          corpus name.
   data.task            emotion4 | arousal | valence | arousal3 | valence3
                        (jaxser/data/labels.py).
+  data.label_from      ratings | categories: whether a rating of the task's
+                       dimension (IEMOCAP, MSP-IMPROV, MSP-Podcast, VAM) or
+                       the category classes an utterance (jaxser/data/labels.py).
+  data.category_map    emodna | difl: the arousal / valence table of
+                       categories (Emo-DNA's or DIFL's Table 1).
   data.protocol        transductive | split | within | multi_corpus.
   data.target_train_fraction  train share of the target under split/within
                        (of every corpus under multi_corpus).
@@ -24,7 +32,13 @@ Fields (any can be overridden on the command line, e.g.
   data.normalize       none | corpus_minmax | corpus_zscore | speaker_zscore.
   data.cache_dir       feature cache (default: $JAXSER_CACHE or ~/.cache/jaxser).
   data.workers         feature-extraction processes (-1: one per core).
+  data.resident        auto | device | stream: keep the training sets on the
+                       devices and draw batches inside the step (auto: when
+                       they take at most data.resident_max_mib), or stream
+                       them through tf.data (jaxser.data.resident).
   train.*              steps, batch_size (per domain), optimiser, intervals.
+  train.steps_per_dispatch  steps per host call (lax.scan); logs, evaluations
+                       and checkpoints happen on these boundaries.
   train.validation.*   validation on the held-out source part (needs
                        data.source_val_fraction > 0): every (steps; 0 off),
                        metric (war | uar | macro_f1), patience (evaluations
@@ -45,6 +59,9 @@ Fields (any can be overridden on the command line, e.g.
                        corpus encoder `lstm_hidden`, `projection_dim`).
   <method>.*           the method's own hyper-parameters.
   profile.start_step / profile.num_steps  JAX profiler trace window (-1: off).
+  report.embedding     the finished run's embedding figure (jaxser.report):
+                       'umap', 'tsne', 'pca' or 'none' (no figure).
+  report.max_points    utterances per corpus it embeds at most.
 """
 
 from __future__ import annotations
@@ -60,12 +77,15 @@ from jaxser.models import registry as models_lib
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.seeds = ''
   c.method = ''
 
   c.data = ml_collections.ConfigDict()
   c.data.source = synthetic.DEFAULT_SOURCE
   c.data.target = synthetic.DEFAULT_TARGET
   c.data.task = 'emotion4'
+  c.data.label_from = 'ratings'
+  c.data.category_map = 'emodna'
   c.data.protocol = 'transductive'
   c.data.target_train_fraction = 0.7
   c.data.split_seed = 0
@@ -82,9 +102,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.normalize = 'none'
   c.data.cache_dir = ''
   c.data.workers = -1
+  c.data.resident = 'auto'
+  c.data.resident_max_mib = 4096
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
+  c.train.steps_per_dispatch = 1
   c.train.batch_size = 64
   c.train.optimizer = 'radam'
   c.train.learning_rate = 1e-3
@@ -106,6 +129,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.profile = ml_collections.ConfigDict()
   c.profile.start_step = -1
   c.profile.num_steps = 5
+
+  c.report = ml_collections.ConfigDict()
+  c.report.embedding = 'umap'
+  c.report.max_points = 2000
   return c
 
 

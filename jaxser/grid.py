@@ -48,6 +48,7 @@ import numpy as np
 # must load first.
 from jaxser.data import features  # noqa: F401  pylint: disable=unused-import
 from jaxser import io as io_lib
+from jaxser import report
 from jaxser import runtime
 
 # (column label, results.json key), in table order.
@@ -63,9 +64,14 @@ _STEPS = flags.DEFINE_integer('steps', None, 'train.steps of every cell.')
 _DATA_ROOT = flags.DEFINE_string('data_root', None,
                                  'data.root of every cell.')
 _SET = flags.DEFINE_multi_string('set', [], 'key=value config override.')
+_PACK = flags.DEFINE_integer(
+    'pack', 0, 'Runs per program: cells of one task and method (seeds, '
+    'pairs) share one compiled train program (jaxser.train.train_many); '
+    '0: as many as fit in device memory; 1: one cell at a time.')
 _CONFIGS_DIR = flags.DEFINE_string(
     'configs_dir', None, 'Folder of the <method>.py configs (default: '
-    'configs/ next to the jaxser package).')
+    'the shipped ones, jaxser/configs/ when installed, the clone\'s '
+    'configs/ otherwise; python -m jaxser.info lists them).')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,16 +111,21 @@ def grid_cells(methods: Sequence[str], pairs: Sequence[tuple[str, str]],
 
 
 def default_configs_dir() -> str:
-  import jaxser  # pylint: disable=g-import-not-at-top
-  return os.path.join(os.path.dirname(os.path.dirname(
-      os.path.abspath(jaxser.__file__))), 'configs')
+  """The shipped configs, found from anywhere (`jaxser.cli`)."""
+  from jaxser import cli  # pylint: disable=g-import-not-at-top
+  return cli.shipped_configs_dir()
 
 
 def load_config(method: str, configs_dir: str) -> ml_collections.ConfigDict:
   """get_config() of configs_dir/<method>.py."""
   path = os.path.join(configs_dir, f'{method}.py')
   if not os.path.exists(path):
-    raise ValueError(f'--methods: no config {path} for method {method!r}')
+    from jaxser import cli  # pylint: disable=g-import-not-at-top
+    raise ValueError(
+        f'--methods: no config {path} for method {method!r}; --configs_dir '
+        f'names the folder of <method>.py configs (default: the shipped '
+        f'{default_configs_dir()})' +
+        cli.suggest(method, cli.shipped_configs()))
   spec = importlib.util.spec_from_file_location(f'grid_config_{method}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -192,40 +203,61 @@ def cell_config(base: ml_collections.ConfigDict,
 
 def run_grid(cells: Sequence[Cell], root: str,
              make_config: Callable[[Cell], ml_collections.ConfigDict],
-             train_fn: Callable[[ml_collections.ConfigDict, str], dict],
+             train_fn: Callable[[list, list], list[dict]],
              on_result: Callable[[list[dict]], None] = lambda results: None,
              log: Callable[[str], None] = print) -> list[dict]:
   """Runs the cells without results.json; returns every cell's results.
+
+  The cells of one task and method not finished before go to `train_fn`
+  together (which packs those that can share a program).
 
   Args:
     cells: the grid.
     root: the grid folder.
     make_config: the config of a cell.
-    train_fn: (config, workdir) -> results dict that also writes
-      workdir/results.json (`jaxser.train.train_and_evaluate`).
-    on_result: called with the results so far after each cell.
+    train_fn: (configs, workdirs) -> their results dicts; it also writes
+      each workdir/results.json (`jaxser.train.train_many`).
+    on_result: called with the results so far after each batch of cells.
     log: where the progress lines go.
 
   Returns:
     The results dicts, in cell order, each with the cell's fields.
   """
-  results = []
-  for i, cell in enumerate(cells, 1):
-    workdir = cell.workdir(root)
-    path = os.path.join(workdir, 'results.json')
-    start = time.perf_counter()
+  found = {}
+  for cell in cells:
+    path = os.path.join(cell.workdir(root), 'results.json')
     if os.path.exists(path):
       with open(path) as f:
-        result = json.load(f)
-      status = 'done before'
-    else:
-      result = train_fn(make_config(cell), workdir)
-      status = f'{time.perf_counter() - start:.0f} s'
-    result = dict(result, **dataclasses.asdict(cell))
-    results.append(result)
-    log(f'[{i}/{len(cells)}] {cell}: WAR {result["war"]:.4f} '
-        f'F1 {result["macro_f1"]:.4f} UAR {result["uar"]:.4f} ({status})')
-    on_result(results)
+        found[cell] = (json.load(f), 'done before')
+  batches = {}
+  for cell in cells:
+    if cell not in found:
+      batches.setdefault((cell.task, cell.method), []).append(cell)
+  results, reported = [], 0
+
+  def report():
+    nonlocal reported
+    while reported < len(cells) and cells[reported] in found:
+      cell = cells[reported]
+      result, status = found[cell]
+      result = dict(result, **dataclasses.asdict(cell))
+      results.append(result)
+      reported += 1
+      log(f'[{reported}/{len(cells)}] {cell}: WAR {result["war"]:.4f} '
+          f'F1 {result["macro_f1"]:.4f} UAR {result["uar"]:.4f} ({status})')
+    on_result(results + [dict(found[c][0], **dataclasses.asdict(c))
+                         for c in cells[reported:] if c in found])
+
+  report()
+  for batch in batches.values():
+    start = time.perf_counter()
+    out = train_fn([make_config(c) for c in batch],
+                   [c.workdir(root) for c in batch])
+    took = time.perf_counter() - start
+    for cell, result in zip(batch, out):
+      found[cell] = (result, f'{took:.0f} s for {len(batch)} cells'
+                     if len(batch) > 1 else f'{took:.0f} s')
+    report()
   return results
 
 
@@ -279,14 +311,18 @@ def table_rows(results: Sequence[dict],
   return tables
 
 
-def to_markdown(tables: dict[str, list[dict]]) -> str:
+def to_markdown(tables: dict[str, list[dict]],
+                pairs: Sequence[tuple[str, str]] = ()) -> str:
   """One markdown table per task: 'mean ± std' per column and metric ('mean'
-  where only one seed finished)."""
+  where only one seed finished). A source column is headed 'casia → mean'
+  (that source averaged over its targets, listed under the table from
+  `pairs`)."""
   out = []
   for task, rows in tables.items():
     columns = list(rows[0]['columns'])
-    head = ['Method'] + [f'{c} {label}' for c in columns
-                         for label, _ in METRICS]
+    head = ['Method'] + [
+        f'{c if c == AVERAGE else report.source_column_label(c)} {label}'
+        for c in columns for label, _ in METRICS]
     out += [f'## {task}', '', '| ' + ' | '.join(head) + ' |',
             '|' + '---|' * len(head)]
     for row in rows:
@@ -301,9 +337,10 @@ def to_markdown(tables: dict[str, list[dict]]) -> str:
           else:
             cells.append(f'{entry[0]:.1f} ± {entry[1]:.1f}')
       out.append('| ' + ' | '.join(cells) + ' |')
-    out += ['', 'mean ± std (%) over seeds (one seed: the value alone); '
-            'per source: averaged over its targets; Average: over all '
-            'pairs.', '']
+    out += ['', 'mean ± std (%) over seeds (one seed: the value alone). '
+            + (report.columns_note(pairs) if pairs else
+               'Per source: averaged over its targets; Average: over all '
+               'pairs.'), '']
   return '\n'.join(out)
 
 
@@ -363,26 +400,36 @@ def scenario_table(results: Sequence[dict],
 def write_tables(root: str, results: Sequence[dict],
                  pairs: Sequence[tuple[str, str]]) -> None:
   tables = table_rows(results, pairs)
-  for name, text in (('table.md', to_markdown(tables)),
+  # Runs that predict one class for everything, listed under the tables.
+  collapsed = report.collapsed_markdown(results)
+  for name, text in (('table.md', to_markdown(tables, pairs) + collapsed),
                      ('table.csv', to_csv(tables)),
-                     ('scenarios.md', scenario_table(results, pairs))):
+                     ('scenarios.md',
+                      scenario_table(results, pairs) + collapsed),
+                     (report.PAIRS, report.pair_table(results, pairs))):
     io_lib.write_text(os.path.join(root, name), text)
 
 
 def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
-        train_fn=None) -> list[dict]:
+        train_fn=None, pack: int = 0) -> list[dict]:
   """Loads and checks every method's config, then runs the grid (`run_grid`;
-  `train_fn` defaults to `jaxser.train.train_and_evaluate`)."""
+  `train_fn` defaults to `jaxser.train.train_many` with `pack` runs per
+  program)."""
   if train_fn is None:
     from jaxser import train  # pylint: disable=g-import-not-at-top
-    train_fn = train.train_and_evaluate
+    train_fn = lambda configs, workdirs: train.train_many(configs, workdirs,
+                                                          pack=pack)
   configs = {m: load_config(m, configs_dir) for m in methods}
   apply_overrides(configs, overrides)
   os.makedirs(root, exist_ok=True)
-  return run_grid(
+  results = run_grid(
       grid_cells(methods, pairs, tasks, seeds), root,
       lambda cell: cell_config(configs[cell.method], cell), train_fn,
       on_result=lambda results: write_tables(root, results, pairs))
+  # Figures once the grid is done (drawing them after every cell of a large
+  # grid would cost seconds per cell); a rerun of a finished grid redraws.
+  report.write_grid(root, results, pairs)
+  return results
 
 
 def main(argv):
@@ -396,7 +443,8 @@ def main(argv):
       overrides.append(('data.root', _DATA_ROOT.value))
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
-                  _CONFIGS_DIR.value or default_configs_dir(), overrides)
+                  _CONFIGS_DIR.value or default_configs_dir(), overrides,
+                  pack=_PACK.value)
   except ValueError as e:
     # Config and data errors: one line naming the flag, field or file.
     print(f'error: {e}', file=sys.stderr)
@@ -407,4 +455,5 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['methods', 'pairs', 'workdir'])
-  app.run(main)
+  from jaxser import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, None))

@@ -448,18 +448,6 @@ def embedding_fn(method):
   return embed
 
 
-# LOCAL STAND-IN until `jaxser.train.predict_logits` takes the function to
-# apply (`fn=`, see the report to the lead): predict_logits only reads
-# `method.logits`, so a stand-in whose `logits` is the embedding function
-# runs the embeddings through the one prediction path (padding, sharding,
-# gathering). Swap for `train.predict_logits(method, variables, chunks,
-# batch_size, mesh, fn=embedding_fn(method))`.
-class _EmbeddingAsLogits:
-
-  def __init__(self, fn):
-    self.logits = fn
-
-
 def run_embeddings(method, variables: dict,
                    sets: dict[str, dict[str, np.ndarray]], batch_size: int,
                    mesh=None, max_points: int = MAX_POINTS,
@@ -483,7 +471,6 @@ def run_embeddings(method, variables: dict,
   if fn is None:
     return None
   mesh = mesh if mesh is not None else train.make_mesh()
-  stand_in = _EmbeddingAsLogits(fn)
   out = {}
   for k, (name, arrays) in enumerate(sets.items()):
     rows = subsample(len(arrays['features']), max_points, seed + k)
@@ -491,8 +478,8 @@ def run_embeddings(method, variables: dict,
             'length': arrays['length'][rows]}
     out[name] = {
         'embedding': train.predict_logits(
-            stand_in, variables, train.array_chunks(part, batch_size),
-            batch_size, mesh),
+            method, variables, train.array_chunks(part, batch_size),
+            batch_size, mesh, fn=fn),
         'label': np.asarray(arrays.get('label', np.full(len(rows), -1)))[rows]}
   return out
 

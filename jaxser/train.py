@@ -41,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -54,17 +55,21 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxser import export
 from jaxser import io as io_lib
 from jaxser import metrics as metrics_lib
 from jaxser import methods as methods_lib
 from jaxser import phases as phases_lib
 from jaxser import predictions as predictions_lib
 from jaxser.data import pipeline
+from jaxser.data import resident
 from jaxser.models import registry
 
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ('train.steps', 'train.eval_every', 'train.log_every',
-                      'train.checkpoint_every', 'profile.', 'data.workers',
+                      'train.steps_per_dispatch', 'seeds',
+                      'train.checkpoint_every', 'profile.', 'report.',
+                      'data.workers',
                       'data.cache_dir', 'data.root', 'data.paths.')
 
 
@@ -149,7 +154,8 @@ def example_batch(data: pipeline.Data, batch_size: int) -> dict:
          'length': np.ones((batch_size,), np.int32),
          'domain': np.zeros((batch_size,), np.int32),
          'gender': np.zeros((batch_size,), np.int32),
-         'language': np.zeros((batch_size,), np.int32)}
+         'language': np.zeros((batch_size,), np.int32),
+         'speaker': np.zeros((batch_size,), np.int32)}
     if with_label:
       b['label'] = np.zeros((batch_size,), np.int32)
     return b
@@ -286,8 +292,12 @@ def jit_train_step(method, tx, mesh, step_fn=None):
 
 
 def predict_logits(method: methods_lib.Method, variables: dict, chunks,
-                   batch_size: int, mesh) -> np.ndarray:
+                   batch_size: int, mesh, fn=None) -> np.ndarray:
   """The one evaluation and prediction path: (N, C) float32 logits.
+
+  `fn(variables, features, lengths) -> (B, ...)` replaces `method.logits`
+  where another output of the model is wanted (e.g. the utterance
+  embeddings of `jaxser.report.embedding_fn`).
 
   `chunks` yields (features, lengths) numpy arrays of at most `batch_size`
   (rounded up to a multiple of the devices) rows, the same on every
@@ -297,7 +307,7 @@ def predict_logits(method: methods_lib.Method, variables: dict, chunks,
   `jaxser.label` and the grid (through results.json).
   """
   batch_sharding = NamedSharding(mesh, P('data'))
-  logits_fn = _jit_logits(method, mesh)
+  logits_fn = _jit_logits(method, mesh, fn)
   batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
   per_host = batch_size // jax.process_count()
   lo = jax.process_index() * per_host
@@ -367,11 +377,11 @@ def evaluate_per_corpus(method: methods_lib.Method, state: TrainState,
 _LOGITS_CACHE: dict = {}
 
 
-def _jit_logits(method, mesh):
-  key = (id(method), id(mesh))
+def _jit_logits(method, mesh, fn=None):
+  key = (id(method), id(mesh), fn)
   if key not in _LOGITS_CACHE:
     _LOGITS_CACHE[key] = jax.jit(
-        method.logits,
+        fn or method.logits,
         in_shardings=(NamedSharding(mesh, P()),
                       NamedSharding(mesh, P('data')),
                       NamedSharding(mesh, P('data'))),
@@ -487,34 +497,48 @@ def _eval_scalars(result: dict) -> dict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict:
-  """Trains `config.method` and writes `workdir/results.json`; returns it."""
+  """Trains `config.method` and writes `workdir/results.json`; returns it.
+
+  A single-objective method runs through `train_runs` (one run, packed
+  alone); a multi-phase method through its declared phases."""
+  if single_objective(config):
+    return train_runs([config], [workdir])[0]
   started = time.time()
   os.makedirs(workdir, exist_ok=True)
   # An unknown method, or a config that does not fit it or its network,
   # fails before the data is read.
-  methods_lib.get(config.method).check_config(config)
-  pipeline.validate(config.data, config.train.batch_size)
+  method_cls = methods_lib.get(config.method)
+  method_cls.check_config(config)
+  # A method with its own data path (TTS: jaxser.methods.gst_tacotron)
+  # loads its array sets and reports its results itself; no SER data.
+  own_data = getattr(method_cls, 'own_data', False)
+  if not own_data:
+    pipeline.validate(config.data, config.train.batch_size)
   validation_selection(config)
+  if config.train.get('steps_per_dispatch', 1) != 1:
+    raise ValueError(
+        'config.train.steps_per_dispatch: multi-phase methods '
+        f'({config.method}) run one step per dispatch; use 1')
   _check_resumable(config, workdir)
 
-  data = pipeline.load_data(config.data)
-  method = methods_lib.create(
-      config, len(data.classes),
-      class_counts=data.source_train.class_counts(len(data.classes)))
-  # Multi-phase methods train on in-memory array sets (method.arrays adds
-  # the ones it needs: up-sampled sources, selection sets...).
-  arrays = {}
-  if hasattr(method, 'arrays'):
+  if own_data:
+    data, eval_set = None, None
+    method = methods_lib.create(config, 0)
+    arrays = method.arrays(method.load_arrays(), config.seed)
+    example = method.example_batch(arrays, config.train.batch_size)
+  else:
+    data = pipeline.load_data(config.data)
+    method = methods_lib.create(
+        config, len(data.classes),
+        class_counts=data.source_train.class_counts(len(data.classes)))
+    # Multi-phase methods train on in-memory array sets (method.arrays adds
+    # the ones it needs: up-sampled sources, selection sets...).
     arrays = method.arrays(pipeline.load_arrays(data), config.seed)
     eval_set = arrays['target_eval']
-  else:
-    eval_set = data.target_eval.load(with_index=True)
-  if data.source_val is not None:
-    arrays['source_val'] = data.source_val.load()
-  groups = method_groups(method)
-  tx = None if groups else method_optimizer(
-      config, method, example_batch(data, config.train.batch_size))
-  phases = method_phases(method, tx, config, arrays)
+    if data.source_val is not None:
+      arrays['source_val'] = data.source_val.load()
+    example = example_batch(data, config.train.batch_size)
+  phases = method_phases(method, None, config, arrays)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
   batch_size = config.train.batch_size
@@ -522,32 +546,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
 
   state = jax.jit(
-      lambda: create_train_state(method, tx, config.seed,
-                                 example_batch(data, batch_size), phases),
+      lambda: create_train_state(method, None, config.seed, example,
+                                 phases),
       out_shardings=replicated)()
-  ckpt = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=config.train.keep_checkpoints, create=True))
-  if ckpt.latest_step() is None:
-    # A fresh run starts from the network's pretrained checkpoint, if any
-    # (config.model.<network>.checkpoint), in every copy of the network.
-    state = state.replace(params=registry.load_pretrained(config,
-                                                          state.params))
-  else:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = ckpt.restore(ckpt.latest_step(),
-                         args=ocp.args.StandardRestore(abstract))
-    if jax.process_index() == 0:
-      print(f'resumed from step {int(state.step)} of phase '
-            f'{phases[min(int(state.phase), len(phases) - 1)].name} of '
-            f'{workdir}', flush=True)
+  ckpt = _checkpoint_manager(config, workdir)
+  state = _restore_or_start(config, workdir, ckpt, state, phases)
   _write_config(config, workdir)
+  if jax.process_index() == 0:
+    export.save_run_assets(workdir, data, config)
   start_phase = int(state.phase)
   writer = MetricWriter(workdir, offsets[min(start_phase, len(phases))]
                         + int(state.step))
   records = _read_phase_records(workdir, start_phase)
-  multi = hasattr(method, 'phases')  # Declared phases are reported.
   try:
     for index, phase in enumerate(phases):
       if index < start_phase:
@@ -558,8 +568,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       state, record = _run_phase(
           config, workdir, method, phase, index, state, lengths[index],
           offsets[index], arrays, data, eval_set, mesh, ckpt, writer,
-          last=index == len(phases) - 1, prefix=f'{phase.name}/' if multi
-          else '')
+          last=index == len(phases) - 1, prefix=f'{phase.name}/')
       if phase.produce is not None:
         new = phase.produce(state, arrays)
         arrays.update(new)
@@ -576,20 +585,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   finally:
     ckpt.wait_until_finished()
     ckpt.close()
+  if own_data:
+    writer.close()
+    result = method.final_results(state, arrays, workdir)
+    result.update(method=config.method, seed=config.seed, steps=offsets[-1],
+                  batch_size=batch_size, phases=records,
+                  devices=jax.device_count(), **provenance(started))
+    if jax.process_index() == 0:
+      io_lib.write_json(os.path.join(workdir, 'results.json'), result)
+    return result
+  return _finish(config, workdir, method, state, data, eval_set, arrays,
+                 writer, offsets[-1], records, multi=True, started=started)
 
+
+def _checkpoint_manager(config, workdir: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=config.train.keep_checkpoints, create=True))
+
+
+def _restore_or_start(config, workdir, ckpt, state, phases):
+  """The workdir's latest checkpoint, or, on a fresh run, `state` with the
+  network's pretrained checkpoint (config.model.<network>.checkpoint), if
+  any, in every copy of the network."""
+  if ckpt.latest_step() is None:
+    return state.replace(params=registry.load_pretrained(config,
+                                                         state.params))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  state = ckpt.restore(ckpt.latest_step(),
+                       args=ocp.args.StandardRestore(abstract))
+  if jax.process_index() == 0:
+    where = (f' of phase {phases[min(int(state.phase), len(phases) - 1)].name}'
+             if len(phases) > 1 else '')
+    print(f'resumed from step {int(state.step)}{where} of {workdir}',
+          flush=True)
+  return state
+
+
+def _finish(config, workdir, method, state, data, eval_set, arrays, writer,
+            steps, records, *, multi, started) -> dict:
+  """The final evaluation on the target: predictions.csv, results.json."""
+  batch_size = config.train.batch_size
+  mesh = make_mesh()
   result, logits = evaluate(method, state, eval_set, data.classes,
                             config.train.eval_batch_size, mesh,
                             return_logits=True)
   if jax.process_index() == 0:
     predictions_lib.write(os.path.join(workdir, predictions_lib.FILE),
-                      data.target_eval.utterances_of(eval_set),
-                      eval_set['label'], logits, data.classes)
+                          data.target_eval.utterances_of(eval_set),
+                          eval_set['label'], logits, data.classes)
   if config.data.protocol == 'multi_corpus':
     result['per_corpus'] = evaluate_per_corpus(
         method, state, eval_set, data, config.train.eval_batch_size, mesh)
-  writer.write(offsets[-1], _eval_scalars(result))
+  writer.write(steps, _eval_scalars(result))
   writer.close()
-  steps = offsets[-1]
   result.update(
       source=config.data.source, target=config.data.target,
       task=config.data.task, protocol=config.data.protocol,
@@ -607,7 +657,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     result.update(method.analyse(state, arrays, data, workdir))
   if jax.process_index() == 0:
     io_lib.write_json(os.path.join(workdir, 'results.json'), result)
+  _report(config, workdir, method, state, data, result)
   return result
+
+
+def _report(config, workdir, method, state, data, result) -> None:
+  """The run's figures and report.md (`jaxser.report.write_run`), after
+  results.json: a figure that fails is a warning, never a failed run. The
+  embeddings are predicted on every process (a collective), the files
+  written by process 0."""
+  from jaxser import report  # pylint: disable=g-import-not-at-top
+  cfg = config.get('report', ml_collections.ConfigDict())
+  projection = cfg.get('embedding', 'umap')
+  embeddings = None
+  if projection != 'none':
+    try:
+      embeddings = report.run_embeddings(
+          method, {'params': state.params, 'batch_stats': state.batch_stats},
+          report.load_corpus_sets(data, cfg.get('max_points',
+                                                report.MAX_POINTS),
+                                  config.seed),
+          config.train.eval_batch_size, make_mesh(),
+          cfg.get('max_points', report.MAX_POINTS), config.seed)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f'report: no embedding figure ({type(e).__name__}: {e})',
+            file=sys.stderr, flush=True)
+  if jax.process_index() == 0:
+    report.write_run(workdir, result, embeddings,
+                     projection if embeddings else 'umap', seed=config.seed)
 
 
 def _read_phase_records(workdir: str, start_phase: int) -> list[dict]:
@@ -675,7 +752,7 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
                               config.train.eval_batch_size, mesh, writer, g,
                               prefix, bar)
       # Monitoring only: the target metrics never select anything.
-      if (config.train.eval_every and last
+      if (config.train.eval_every and last and eval_set is not None
             and step % config.train.eval_every == 0):
         result = evaluate(method, state, eval_set, data.classes,
                           config.train.eval_batch_size, mesh)
@@ -778,3 +855,669 @@ def _restore_best(state, phase):
   return state.replace(
       params={**state.params, **entry['params']},
       batch_stats={**state.batch_stats, **entry['batch_stats']})
+
+
+# ---------------------------------------------------------------------------
+# Single-objective runs, one or many per program.
+#
+# Runs of one method, network, feature set and shapes (different seeds,
+# different source/target pairs of the same task) share one compiled train
+# program: their states are stacked on a leading `runs` axis and the step is
+# `jax.vmap`ed over it, each run with its own parameters, optimiser state,
+# batch statistics, RNG, method state and data stream. The mesh has a 'runs'
+# axis beside 'data'. Each run keeps its own workdir, checkpoints (of its
+# own, unstacked state: the same files as a run alone), metrics.jsonl and
+# results.json. `train.steps_per_dispatch` steps run per host call
+# (`lax.scan`); logs, evaluations and checkpoints happen on those
+# boundaries. Where the training sets fit in device memory they stay there
+# and batches are drawn inside the step (`jaxser.data.resident`); otherwise
+# a lone run streams them through tf.data.
+
+# Config fields in which runs packed into one program may differ.
+_PACK_FREE = ('seed', 'seeds', 'data.source', 'data.target', 'data.paths.',
+              'data.root', 'data.cache_dir', 'data.workers', 'profile.')
+RESIDENT_MODES = ('auto', 'device', 'stream')
+
+
+def single_objective(config) -> bool:
+  """True for a method trained by one loss and optimiser (packable)."""
+  return not hasattr(methods_lib.get(config.method), 'phases')
+
+
+def pack_signature(config: ml_collections.ConfigDict) -> str:
+  """Runs whose configs have equal signatures may share one program (their
+  shapes are checked once their data is loaded)."""
+  flat = _flatten(json.loads(config.to_json_best_effort()))
+  return json.dumps({k: v for k, v in sorted(flat.items())
+                     if not k.startswith(_PACK_FREE)}, sort_keys=True,
+                    default=str)
+
+
+def seeds_of(config) -> list[int]:
+  """`config.seeds` ('0,1,2', or '' for the single `config.seed`)."""
+  spec = str(config.get('seeds', '') or '').strip()
+  if not spec:
+    return []
+  try:
+    seeds = [int(s) for s in spec.split(',') if s.strip()]
+  except ValueError:
+    raise ValueError(f'config.seeds: {spec!r} is not a comma-separated list '
+                     'of integers, e.g. 0,1,2') from None
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f'config.seeds: {spec!r} repeats a seed')
+  return seeds
+
+
+def _check_run_config(config) -> None:
+  methods_lib.get(config.method).check_config(config)
+  pipeline.validate(config.data, config.train.batch_size)
+  validation_selection(config)
+  k = config.train.get('steps_per_dispatch', 1)
+  if not isinstance(k, int) or k < 1:
+    raise ValueError('config.train.steps_per_dispatch: must be an integer '
+                     f'>= 1, got {k!r}')
+  mode = config.data.get('resident', 'auto')
+  if mode not in RESIDENT_MODES:
+    raise ValueError(f'config.data.resident: unknown mode {mode!r}; known: '
+                     f'{", ".join(RESIDENT_MODES)}')
+
+
+@dataclasses.dataclass
+class _Run:
+  """One single-objective run of a program, and its host-side progress."""
+  config: Any
+  workdir: str
+  data: pipeline.Data
+  method: Any
+  eval_set: dict
+  arrays: dict  # 'source_val' when validating.
+  started: float
+  ckpt: Any = None
+  writer: Any = None
+  step: int = 0  # Mirrors the run's state.step.
+  enabled: bool = True  # False once early-stopped.
+  pending: list = dataclasses.field(default_factory=list)
+  last_metrics: dict = dataclasses.field(default_factory=dict)
+  last_step: dict = dataclasses.field(default_factory=dict)
+  last_log: tuple = (0.0, 0)  # (time, step) of the previous log line.
+
+
+def _prepare(config, workdir: str, cache: dict) -> _Run:
+  """Checks a run's config and workdir and loads its data (shared through
+  `cache` by runs with equal data configs)."""
+  started = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  _check_run_config(config)
+  _check_resumable(config, workdir)
+  key = config.data.to_json_best_effort(sort_keys=True)
+  if key not in cache:
+    data = pipeline.load_data(config.data)
+    cache[key] = (data, data.target_eval.load(with_index=True),
+                  None if data.source_val is None
+                  else data.source_val.load(), {})
+  data, eval_set, source_val, _ = cache[key]
+  method = methods_lib.create(
+      config, len(data.classes),
+      class_counts=data.source_train.class_counts(len(data.classes)))
+  arrays = {} if source_val is None else {'source_val': source_val}
+  return _Run(config, workdir, data, method, eval_set, arrays, started)
+
+
+def _training_sets(run: _Run, cache: dict) -> dict[str, dict]:
+  """The run's source and (unlabelled) target training sets as arrays."""
+  key = run.config.data.to_json_best_effort(sort_keys=True)
+  loaded = cache[key][3]
+  if not loaded:
+    loaded['source'] = run.data.source_train.load()
+    loaded['target'] = {k: v for k, v in run.data.target_train.load().items()
+                        if k != 'label'}
+  return loaded
+
+
+def _estimated_bytes(runs: list[_Run]) -> int:
+  """Bytes of the runs' distinct training sets, from their sizes."""
+  seen, total = set(), 0
+  for run in runs:
+    cached = run.data.source_train.parts[0].cached
+    row = int(np.prod(cached.feature_shape)) * np.dtype(
+        getattr(cached, 'feature_dtype', np.float32)).itemsize
+    for role, split in (('source', run.data.source_train),
+                        ('target', run.data.target_train)):
+      key = (role, run.config.data.to_json_best_effort(sort_keys=True))
+      if key not in seen:
+        seen.add(key)
+        total += split.size * row
+  return total
+
+
+def _placement(runs: list[_Run], cache: dict, sharding):
+  """(pool, refs) with the runs' training sets on the devices, or (None,
+  None) where they stream through tf.data; the choice is printed."""
+  config = runs[0].config
+  mode = config.data.get('resident', 'auto')
+  limit = float(config.data.get('resident_max_mib', 4096))
+  size = _estimated_bytes(runs) / 2**20
+  if mode == 'stream' or (mode == 'auto' and size > limit):
+    why = ('config.data.resident=stream' if mode == 'stream' else
+           f'{size:.0f} MiB > config.data.resident_max_mib={limit:g}')
+    if jax.process_index() == 0:
+      print(f'data: streamed through tf.data ({why})', flush=True)
+    return None, None
+  sets = {'source': [], 'target': []}
+  keys = {'source': {}, 'target': {}}
+  refs = {'source': [], 'target': []}
+  for run in runs:
+    for role, arrays in _training_sets(run, cache).items():
+      key = resident.set_key(arrays)
+      if key not in keys[role]:
+        keys[role][key] = len(sets[role])
+        sets[role].append(arrays)
+      refs[role].append(keys[role][key])
+  pool = resident.make_pool(sets, sharding)
+  if jax.process_index() == 0:
+    print(f'data: device-resident, {len(sets["source"])} source and '
+          f'{len(sets["target"])} target sets, '
+          f'{pool.nbytes / 2**20:.1f} MiB per device', flush=True)
+  return pool, {r: np.asarray(v, np.int32) for r, v in refs.items()}
+
+
+def make_runs_mesh(runs: int, batch_size: int) -> jax.sharding.Mesh:
+  """A ('runs', 'data') mesh of all devices: as many devices on 'runs' as
+  divide both the device count and the number of runs (with the batch still
+  a multiple of the 'data' size)."""
+  n = jax.device_count()
+  r = max(d for d in range(1, n + 1)
+          if n % d == 0 and runs % d == 0 and batch_size % (n // d) == 0)
+  return jax.make_mesh((r, n // r), ('runs', 'data'),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def _global(x: np.ndarray, sharding, axis: int = 0) -> jax.Array:
+  """A global array from this process's slice along `axis` (the batch)."""
+  shape = list(x.shape)
+  shape[axis] *= jax.process_count()
+  return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
+
+
+def make_dispatch(method, step_fn, mesh, num_steps: int, batch_size: int,
+                  pool: resident.Pool | None):
+  """The jitted program running `num_steps` steps of every packed run.
+
+  (states, info, enabled, pool arrays, pool sizes, first step, streamed
+  batches or None) -> (states, metrics of shape (num_steps, runs)). A run
+  takes the step at loop step g only when its own step is g and it is
+  enabled (resumed runs ahead of the others wait; early-stopped ones stay);
+  otherwise its state is kept as it was.
+  """
+  runs_spec = NamedSharding(mesh, P('runs'))
+  batch_spec = NamedSharding(mesh, P('runs', 'data'))
+  replicated = NamedSharding(mesh, P())
+  n_max = None if pool is None else {
+      role: next(iter(a.values())).shape[1] for role, a in pool.arrays.items()}
+
+  def one(state, batch, active):
+    new, metrics = step_fn(state, batch)
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), new,
+                        state), metrics
+
+  def dispatch(states, info, enabled, pool_arrays, pool_sizes, g0, streamed):
+    def body(states, x):
+      g, batch = x
+      if batch is None:
+        batch = jax.vmap(
+            lambda s, t, seed, step: resident.draw(
+                pool_arrays, pool_sizes, pool.min_size, n_max, batch_size,
+                {'source': s, 'target': t}, seed, step))(
+                    info['source'], info['target'], info['seed'],
+                    states.step)
+      batch = jax.lax.with_sharding_constraint(batch, batch_spec)
+      active = (states.step == g) & enabled
+      return jax.vmap(one)(states, batch, active)
+    return jax.lax.scan(body, states,
+                        (g0 + jnp.arange(num_steps, dtype=jnp.int32),
+                         streamed))
+
+  streamed_spec = NamedSharding(mesh, P(None, 'runs', 'data'))
+  return jax.jit(
+      dispatch,
+      in_shardings=(runs_spec, runs_spec, runs_spec, replicated, replicated,
+                    replicated, None if pool is not None else streamed_spec),
+      out_shardings=(runs_spec, replicated), donate_argnums=0)
+
+
+def train_runs(configs, workdirs, cache: dict | None = None) -> list[dict]:
+  """Trains single-objective runs in one program; returns their results.
+
+  The configs may differ only in `_PACK_FREE` fields (seed, corpora...), and
+  their data must give the same shapes (`train_many` groups runs that way).
+  Each run writes its workdir as `train_and_evaluate` would alone, and
+  resumes from its own checkpoints.
+  """
+  if len(configs) != len(workdirs) or not configs:
+    raise ValueError('train_runs: one workdir per config, at least one')
+  cache = {} if cache is None else cache
+  signature = pack_signature(configs[0])
+  for c in configs[1:]:
+    if pack_signature(c) != signature:
+      a, b = (json.loads(pack_signature(x)) for x in (configs[0], c))
+      fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+      raise ValueError(
+          'train_runs: the configs differ in more than seeds and corpora '
+          f'({", ".join("config." + f for f in fields)}); run them apart')
+  runs = [_prepare(c, w, cache) for c, w in zip(configs, workdirs)]
+  problem = _shape_mismatch(runs)
+  if problem:
+    raise ValueError(f'train_runs: {problem}; run them apart')
+  return _train_group(runs, cache)
+
+
+def _shape_key(run: _Run) -> tuple:
+  cached = run.data.source_train.parts[0].cached
+  key = (tuple(cached.feature_shape),
+         str(np.dtype(getattr(cached, 'feature_dtype', np.float32))),
+         len(run.data.classes), len(run.data.source_train.parts),
+         run.method.pack_key())
+  return key + (_param_shapes(run, key),)
+
+
+_PARAM_SHAPES: dict = {}
+
+
+def _param_shapes(run: _Run, key: tuple) -> str:
+  """The shapes of the run's variables (heads sized by the run's data, e.g.
+  one output per speaker, differ between pairs)."""
+  key = (pack_signature(run.config), key, len(run.data.speakers),
+         len(run.data.languages))
+  if key not in _PARAM_SHAPES:
+    shapes = jax.eval_shape(
+        run.method.init_variables, jax.random.PRNGKey(0),
+        example_batch(run.data, run.config.train.batch_size))
+    _PARAM_SHAPES[key] = str(jax.tree.map(lambda x: (x.shape, str(x.dtype)),
+                                          shapes))
+  return _PARAM_SHAPES[key]
+
+
+def _shape_mismatch(runs: list[_Run]) -> str:
+  """'' when the runs can share a program, else why not."""
+  first = _shape_key(runs[0])
+  for run in runs[1:]:
+    key = _shape_key(run)
+    if key != first:
+      names = ('feature shape', 'feature dtype', 'classes', 'source corpora',
+               'method constants (e.g. class weights)', 'parameter shapes')
+      what = [f'{n} ({a} vs {b})' if n != 'parameter shapes' else n
+              for n, a, b in zip(names, first, key) if a != b]
+      return (f'{runs[0].workdir} and {run.workdir} differ in '
+              f'{", ".join(what)}')
+  return ''
+
+
+def _train_group(runs: list[_Run], cache: dict,
+                 check_memory: bool = False) -> list[dict]:
+  """The packed train loop of `train_runs`. With `check_memory`, raises
+  `_TooBig` before anything runs when the program would not fit."""
+  num = len(runs)
+  run0 = runs[0]
+  config, method = run0.config, run0.method
+  batch_size = config.train.batch_size
+  steps = int(config.train.steps)
+  example = example_batch(run0.data, batch_size)
+  tx = method_optimizer(config, method, example)
+  selection = validation_selection(config)
+  phase = phases_lib.Phase(
+      'train', make_train_step(method, tx, plateau_phase='train' if (
+          selection is not None and selection.plateau is not None) else ''),
+      steps=steps, selection=selection)
+  mesh = make_runs_mesh(num, batch_size)
+  pool, refs = _placement(runs, cache, NamedSharding(mesh, P()))
+  if pool is None and num > 1:
+    raise ValueError('train_runs: packed runs need device-resident data; '
+                     'run them apart or raise config.data.resident_max_mib')
+  eval_mesh = make_mesh()
+  replicated = NamedSharding(eval_mesh, P())
+  runs_spec = NamedSharding(mesh, P('runs'))
+
+  init = jax.jit(lambda seed: create_train_state(method, tx, seed, example,
+                                                 [phase]),
+                 out_shardings=replicated)
+  per_dispatch = int(config.train.get('steps_per_dispatch', 1))
+  dispatches = {}
+  if check_memory:
+    dispatches[per_dispatch] = _compiled_dispatch(
+        method, phase, mesh, per_dispatch, batch_size, pool, init, num,
+        runs_spec)
+    need = program_bytes(dispatches[per_dispatch])
+    have = free_device_bytes()
+    if need is not None and need > 0.8 * have:
+      raise _TooBig(need, have)
+  states = []
+  for run in runs:
+    run.ckpt = _checkpoint_manager(run.config, run.workdir)
+    state = _restore_or_start(run.config, run.workdir, run.ckpt,
+                              init(jnp.asarray(run.config.seed, jnp.int32)),
+                              [phase])
+    _write_config(run.config, run.workdir)
+    if jax.process_index() == 0:
+      export.save_run_assets(run.workdir, run.data, run.config)
+    run.step = int(state.step)
+    run.enabled = not _selection_exhausted(state, phase)
+    run.writer = MetricWriter(run.workdir, run.step)
+    states.append(state)
+  stack = jax.jit(lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s),
+                  out_shardings=runs_spec)
+  states = stack(*states)
+  del stack
+  get_run = jax.jit(lambda s, r: jax.tree.map(lambda x: x[r], s),
+                    out_shardings=replicated)
+  set_run = jax.jit(
+      lambda s, r, v: jax.tree.map(lambda x, y: x.at[r].set(y), s, v),
+      out_shardings=runs_spec, donate_argnums=0)
+  info = {'seed': np.array([r.config.seed for r in runs], np.int32)}
+  if pool is not None:
+    info.update(refs)
+  info = {k: _from_host(v, runs_spec) for k, v in info.items()}
+
+  stream = None
+  if pool is None:
+    stream = pipeline.train_batches(run0.data, batch_size, run0.config.seed,
+                                    run0.step, None)
+  streamed_spec = NamedSharding(mesh, P(None, 'runs', 'data'))
+  log_every = max(1, config.train.log_every)
+  profile_start = config.profile.start_step
+  profile_stop = profile_start + config.profile.num_steps
+  active = [r for r in runs if r.enabled and r.step < steps]
+  g = min((r.step for r in active), default=steps)
+  bar = tqdm.tqdm(total=steps, initial=g, unit='step', dynamic_ncols=True,
+                  desc=config.method + (f' x{num} runs' if num > 1 else ''),
+                  disable=jax.process_index() != 0)
+  now = time.perf_counter()
+  for run in runs:
+    run.last_log = (now, run.step)
+  try:
+    while g < steps and any(r.enabled and r.step < steps for r in runs):
+      n = min(per_dispatch, steps - g)
+      if profile_start > 0 and g < profile_start <= g + n:
+        jax.profiler.start_trace(os.path.join(run0.workdir, 'profile'))
+      if n not in dispatches:
+        dispatches[n] = make_dispatch(method, phase.step, mesh, n,
+                                      batch_size, pool)
+      streamed = None
+      if stream is not None:
+        host = [next(stream) for _ in range(n)]
+        streamed = jax.tree.map(
+            lambda *x: _global(np.stack(x)[:, None], streamed_spec, axis=2),
+            *host)
+      enabled = _from_host(np.array([r.enabled for r in runs]),
+                               runs_spec)
+      states, metrics = dispatches[n](
+          states, info, enabled, None if pool is None else pool.arrays,
+          None if pool is None else pool.sizes,
+          _from_host(np.int32(g), NamedSharding(mesh, P())), streamed)
+      metrics = jax.device_get(metrics)
+      if profile_start > 0 and g < profile_stop <= g + n:
+        jax.block_until_ready(states)
+        jax.profiler.stop_trace()
+      before = [r.step for r in runs]
+      for i in range(n):
+        for k, run in enumerate(runs):
+          if run.enabled and run.step == g + i:
+            run.last_step = {key: v[i, k] for key, v in metrics.items()}
+            run.pending.append(run.last_step)
+            run.step += 1
+      g += n
+      bar.update(n)
+      states = _events(runs, before, states, phase, steps, log_every,
+                       get_run, set_run, bar, num)
+  except KeyboardInterrupt:
+    # Keep the finished steps: a rerun resumes from here.
+    for k, run in enumerate(runs):
+      if run.step > (run.ckpt.latest_step() or 0):
+        run.ckpt.save(run.step, args=ocp.args.StandardSave(
+            get_run(states, k)), force=True)
+      run.ckpt.wait_until_finished()
+    raise Interrupted(min(r.step for r in runs)) from None
+  finally:
+    bar.close()
+
+  results = []
+  for k, run in enumerate(runs):
+    state = get_run(states, k)
+    record = {'name': phase.name, 'groups': [], 'planned_steps': steps,
+              'steps': run.step, 'final_metrics': run.last_metrics}
+    if selection is not None:
+      best = jax.device_get(state.selection[phase.name])
+      record['selection'] = {
+          'arrays': selection.arrays, 'metric': selection.metric,
+          'best': float(best['best']), 'best_step': int(best['best_step']),
+          'stopped_early': run.step < steps}
+      if 'plateau' in best:
+        record['selection']['lr_scale'] = float(best['plateau'].scale)
+      state = _restore_best(state, phase)
+    if run.step not in run.ckpt.all_steps():
+      run.ckpt.save(run.step, args=ocp.args.StandardSave(state), force=True)
+    if selection is not None:
+      record['selection']['restored'] = evaluate(
+          method, state, run.arrays[selection.arrays], run.data.classes,
+          config.train.eval_batch_size, eval_mesh)[selection.metric]
+    run.ckpt.wait_until_finished()
+    run.ckpt.close()
+    results.append(_finish(
+        run.config, run.workdir, method, state, run.data, run.eval_set,
+        run.arrays, run.writer, run.step, [record], multi=False,
+        started=run.started))
+  return results
+
+
+def _compiled_dispatch(method, phase, mesh, n, batch_size, pool, init, num,
+                       runs_spec):
+  """`make_dispatch` compiled ahead of time for `num` runs (abstract
+  arguments: nothing is allocated)."""
+  one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
+  abstract = lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                      sharding=sharding)
+  states = jax.tree.map(
+      lambda x: abstract(jax.ShapeDtypeStruct((num,) + x.shape, x.dtype),
+                         runs_spec), one)
+  vec = lambda dtype: jax.ShapeDtypeStruct((num,), dtype, sharding=runs_spec)
+  info = {'seed': vec(jnp.int32), 'source': vec(jnp.int32),
+          'target': vec(jnp.int32)}
+  replicated = NamedSharding(mesh, P())
+  return make_dispatch(method, phase.step, mesh, n, batch_size, pool).lower(
+      states, info, vec(jnp.bool_),
+      jax.tree.map(lambda x: abstract(x, replicated), pool.arrays),
+      jax.tree.map(lambda x: abstract(x, replicated), pool.sizes),
+      jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+      None).compile()
+
+
+def _from_host(x: np.ndarray, sharding) -> jax.Array:
+  """A host array every process holds whole, as a global array placed by
+  `sharding`."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+  """A multiple of `every` lies in (before, after]."""
+  return bool(every) and after // every > before // every
+
+
+def _events(runs, before, states, phase, steps, log_every, get_run, set_run,
+            bar, num):
+  """Logs, selection, monitoring evaluations and checkpoints of the runs
+  that stepped in the last dispatch (at its boundary)."""
+  config = runs[0].config
+  sel = phase.selection
+  eval_mesh = make_mesh()
+  for k, run in enumerate(runs):
+    prev, now = before[k], run.step
+    if now == prev:
+      continue
+    if _crossed(prev, now, log_every) or now == steps:
+      pending = run.pending
+      means = {key: float(np.mean([float(m[key]) for m in pending]))
+               for key in pending[0]}
+      t, t_step = run.last_log
+      dt = max(time.perf_counter() - t, 1e-9)
+      means['samples_per_s'] = 2 * config.train.batch_size * (now - t_step) / dt
+      run.writer.write(now, {f'train/{key}': v for key, v in means.items()})
+      if k == 0:
+        bar.set_postfix(loss=f'{means.get("loss", float("nan")):.3f}',
+                        samples_per_s=f'{num * means["samples_per_s"]:.0f}')
+      run.pending, run.last_log = [], (time.perf_counter(), now)
+    selecting = sel is not None and (_crossed(prev, now, sel.every)
+                                     or now == steps)
+    if now == steps or selecting:
+      run.last_metrics = {key: float(v) for key, v in run.last_step.items()}
+    evaluating = bool(config.train.eval_every) and _crossed(
+        prev, now, config.train.eval_every)
+    saving = (_crossed(prev, now, config.train.checkpoint_every)
+              and now < steps)
+    state = (get_run(states, k) if selecting or evaluating or saving
+             else None)
+    if selecting:
+      state, stop = _select(runs[0].method, state, phase, run.arrays,
+                            run.data.classes, config.train.eval_batch_size,
+                            eval_mesh, run.writer, now, '', bar)
+      states = set_run(states, k, state)
+      if stop:
+        run.enabled = False
+    # Monitoring only: the target metrics never select anything.
+    if evaluating:
+      result = evaluate(runs[0].method, state, run.eval_set, run.data.classes,
+                        config.train.eval_batch_size, eval_mesh)
+      run.writer.write(now, _eval_scalars(result))
+      tag = f'{run.workdir}: ' if num > 1 else ''
+      bar.write(f'{tag}step {now}: target UAR {result["uar"]:.3f} '
+                f'WAR {result["war"]:.3f} F1 {result["macro_f1"]:.3f}')
+    if saving and run.enabled:
+      run.ckpt.save(now, args=ocp.args.StandardSave(state))
+  return states
+
+
+def train_many(configs, workdirs, pack: int = 0, log=print) -> list[dict]:
+  """Trains every run, packing those that can share a program.
+
+  Single-objective runs whose configs differ only in seeds and corpora
+  (`pack_signature`) and whose data give the same shapes are packed, at
+  most `pack` per program (0: as many as fit in device memory, by XLA's own
+  memory analysis of the program); others, and every run when `pack` is 1,
+  run apart. Runs whose data would not fit on the devices stream through
+  tf.data, apart. Returns the results in the order of `configs`.
+  """
+  if pack < 0:
+    raise ValueError(f'--pack: must be >= 0, got {pack}')
+  results = [None] * len(configs)
+  cache = {}
+  groups = {}
+  for i, config in enumerate(configs):
+    if pack == 1 or not single_objective(config):
+      groups[('apart', i)] = [i]
+    else:
+      groups.setdefault(pack_signature(config), []).append(i)
+  for members in groups.values():
+    if not single_objective(configs[members[0]]):
+      i, = members
+      results[i] = train_and_evaluate(configs[i], workdirs[i])
+      continue
+    runs = {i: _prepare(configs[i], workdirs[i], cache) for i in members}
+    by_shape = {}
+    for i in members:
+      by_shape.setdefault(_shape_key(runs[i]), []).append(i)
+    if len(by_shape) > 1:
+      parts = list(by_shape.values())
+      log(f'packing: {_shape_mismatch([runs[p[0]] for p in parts])}; '
+          f'these run in {len(parts)} separate programs')
+    for same in by_shape.values():
+      group = [runs[i] for i in same]
+      config = group[0].config
+      limit = float(config.data.get('resident_max_mib', 4096))
+      streamed = (config.data.get('resident', 'auto') == 'stream' or (
+          config.data.get('resident', 'auto') == 'auto'
+          and _estimated_bytes(group) / 2**20 > limit))
+      size = 1 if streamed else (pack or len(same))
+      if streamed and len(same) > 1:
+        log('packing: the data do not fit on the devices '
+            '(config.data.resident); the runs stream through tf.data apart')
+      queue = [same[j:j + size] for j in range(0, len(same), size)]
+      while queue:
+        chunk = queue.pop(0)
+        try:
+          out = _train_group([runs[i] for i in chunk], cache,
+                             check_memory=pack == 0 and len(chunk) > 1)
+        except _TooBig as e:
+          half = len(chunk) // 2
+          log(f'packing: {len(chunk)} runs need {e.need / 2**30:.1f} GiB '
+              f'per device, {e.have / 2**30:.1f} GiB free; {half} per '
+              'program')
+          queue[:0] = [chunk[:half], chunk[half:]]
+          continue
+        for i, result in zip(chunk, out):
+          results[i] = result
+  return results
+
+
+class _TooBig(Exception):
+  """A packed program would not fit in device memory."""
+
+  def __init__(self, need: int, have: int):
+    super().__init__(need, have)
+    self.need, self.have = need, have
+
+
+def free_device_bytes() -> int:
+  """Free memory of one device: the allocator's limit minus what is in use
+  on accelerators; on CPU the host's available memory over its devices."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
+  try:
+    with open('/proc/meminfo') as f:
+      info = dict(l.split(':', 1) for l in f)
+    available = int(info['MemAvailable'].split()[0]) * 1024
+  except (OSError, KeyError, ValueError):
+    return 2**62
+  return available // max(1, jax.local_device_count())
+
+
+def program_bytes(compiled) -> int | None:
+  """Per-device bytes a compiled program needs (XLA's memory analysis)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes
+             - m.alias_size_in_bytes + m.temp_size_in_bytes)
+
+
+SUMMARY_METRICS = ('uar', 'war', 'macro_f1')
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """What `python -m jaxser.main` runs: one run of `config.seed`, or, with
+  `config.seeds` (e.g. '0,1,2'), one run per seed in workdir/seed<k>/
+  (packed into one program where they can share it) and
+  workdir/summary.json: each metric's values, mean and std (ddof 0) over
+  the seeds. Returns results.json's dict, or the summary's."""
+  seeds = seeds_of(config)
+  if not seeds:
+    return train_and_evaluate(config, workdir)
+  configs = []
+  for k in seeds:
+    c = config.copy_and_resolve_references()
+    c.seeds, c.seed = '', k
+    configs.append(c)
+  workdirs = [os.path.join(workdir, f'seed{k}') for k in seeds]
+  results = train_many(configs, workdirs)
+  summary = {key: config.data[key] for key in ('source', 'target', 'task',
+                                               'protocol')}
+  summary.update(method=config.method, seeds=seeds, workdirs=workdirs)
+  for key in SUMMARY_METRICS:
+    values = [float(r[key]) for r in results]
+    summary[key] = {'mean': float(np.mean(values)),
+                    'std': float(np.std(values)), 'values': values}
+  if jax.process_index() == 0:
+    io_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
+  return summary

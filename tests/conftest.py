@@ -74,6 +74,7 @@ def tiny_config(method: str, cache_dir: str, steps: int = 4):
   c.train.eval_every = 0
   c.train.checkpoint_every = 2
   c.train.eval_batch_size = 16
+  c.report.embedding = 'none'  # UMAP would take minutes per run.
   return c
 
 

@@ -17,6 +17,7 @@ def test_ctrl_c_saves_the_finished_steps_and_says_so(tmp_path, cache_dir,
                                                      monkeypatch):
   config = tiny_config('source_only', cache_dir, steps=6)
   config.train.checkpoint_every = 100
+  config.data.resident = 'stream'  # Batches through pipeline.train_batches.
   real = pipeline.train_batches
 
   def interrupted_after_three(*args, **kwargs):

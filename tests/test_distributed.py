@@ -67,7 +67,8 @@ def _command(tmp_path, workdir, *extra):
           '--config.model.cnn_tcn.channels=8',
           '--config.model.cnn_tcn.dilations=1,2',
           '--config.model.cnn_tcn.embed_dim=16',
-          '--config.dann.discriminator_hidden=16', *extra]
+          '--config.dann.discriminator_hidden=16',
+          '--config.report.embedding=none', *extra]
 
 
 def _env(tmp_path, devices: int) -> dict:

@@ -63,7 +63,8 @@ def test_markdown_and_csv():
   tables = grid.table_rows(_results(), PAIRS)
   md = grid.to_markdown(tables)
   assert '## arousal' in md and '## valence' in md
-  header = ('| Method | a WAR | a F1 | a UAR | b WAR | b F1 | b UAR | '
+  header = ('| Method | a → mean WAR | a → mean F1 | a → mean UAR | '
+            'b → mean WAR | b → mean F1 | b → mean UAR | '
             'Average WAR | Average F1 | Average UAR |')
   assert header in md
   assert ('| m1 | 75.0 ± 5.0 | 37.5 ± 2.5 | 75.0 ± 5.0 | 60.0 ± 10.0 | '
@@ -132,12 +133,18 @@ def test_real_configs_load_and_overrides_apply():
 
 
 class FakeTrain:
-  """Stands in for train_and_evaluate: records calls, writes results.json."""
+  """Stands in for train_many: records calls (one per cell, and the batches
+  of cells given together), writes results.json."""
 
   def __init__(self):
     self.calls = []
+    self.batches = []
 
-  def __call__(self, config, workdir):
+  def __call__(self, configs, workdirs):
+    self.batches.append(list(workdirs))
+    return [self.one(c, w) for c, w in zip(configs, workdirs)]
+
+  def one(self, config, workdir):
     self.calls.append((config, workdir))
     result = dict(war=0.5 + 0.1 * config.seed, macro_f1=0.4, uar=0.45,
                   method=config.method, source=config.data.source,
@@ -171,7 +178,9 @@ def test_run_grid_skips_finished_cells(tmp_path):
       cells[i].workdir(root) for i in (0, 2, 3)]
   assert [r['war'] for r in results] == pytest.approx([0.5, 0.9, 0.5, 0.6])
   assert results[1]['method'] == 'm1' and results[1]['seed'] == 1
-  assert seen == [1, 2, 3, 4]
+  # The three unfinished cells (one task and method) go together.
+  assert fake.batches == [[cells[i].workdir(root) for i in (0, 2, 3)]]
+  assert seen == [1, 4]
   assert len(lines) == 4 and lines[1].startswith('[2/4] m1 a->b arousal seed1')
   assert 'done before' in lines[1] and 'WAR 0.9000' in lines[1]
 
@@ -198,3 +207,7 @@ def test_run_writes_tables(tmp_path):
   # WAR 50 and 60 for seeds 0 and 1.
   assert '| dann | 55.0 ± 5.0 | 40.0 ± 0.0 | 45.0 ± 0.0 |' in md
   assert os.path.exists(os.path.join(root, 'table.csv'))
+  # The grid's figures and report (jaxser.report.write_grid).
+  for name in ('plots/arousal_uar.png', 'plots/arousal_sources.png',
+               'pairs.md', 'report.md'):
+    assert os.path.exists(os.path.join(root, name)), name

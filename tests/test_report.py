@@ -403,3 +403,16 @@ def test_sample_split_keeps_at_most_max_points_per_corpus():
   # Labels stay with their utterances.
   np.testing.assert_array_equal(a.labels, (a.indices - 100) % 4)
   assert len(split.parts[0].indices) == 50  # The run's split is untouched.
+
+
+def test_a_run_writes_its_figures_and_report(tmp_path, cache_dir):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from jaxser import train  # pylint: disable=g-import-not-at-top
+  c = tiny_config('source_only', cache_dir, steps=2)
+  c.report.embedding = 'pca'
+  train.train_and_evaluate(c, str(tmp_path))
+  plots = str(tmp_path / 'plots')
+  for name in (report.CONFUSION, report.CURVES, report.EMBEDDING):
+    assert_png(os.path.join(plots, name))
+  assert linked(str(tmp_path / report.REPORT)) == pngs_under(
+      plots, str(tmp_path))

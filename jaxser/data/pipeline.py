@@ -32,8 +32,10 @@ holds target labels.
 
 Every example also carries speaker metadata that is not an emotion label and
 so may be used on the target too (DIFL's adversarial heads do): 'gender'
-(0 = f, 1 = m, -1 unknown) and 'language' (index into `Data.languages`, the
-sorted languages of all corpora of the run; -1 unknown).
+(0 = f, 1 = m, -1 unknown), 'language' (index into `Data.languages`, the
+sorted languages of all corpora of the run; -1 unknown) and 'speaker'
+(index into `Data.speakers`, `corpus.speaker_vocabulary` of the run's
+corpora; -1 unknown).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Part:
       each utterance, 'shift', 'scale': (K, dims)} (see `normalize`), or
       None for none.
     languages: the run's language vocabulary ('language' indexes it).
+    speakers: the run's speaker vocabulary ('speaker' indexes it).
   """
   cached: cache_lib.CachedCorpus
   indices: np.ndarray
@@ -76,6 +79,7 @@ class Part:
   domain: int
   norm: dict | None = None
   languages: tuple[str, ...] = ()
+  speakers: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -117,6 +121,10 @@ class Split:
       language_table = np.array(
           [part.languages.index(u.language) if u.language in part.languages
            else -1 for u in utts], np.int32)
+      speaker_of = {s: i for i, s in enumerate(part.speakers)}
+      speaker_table = np.array(
+          [speaker_of.get(corpus_lib.speaker_key(u), -1) for u in utts],
+          np.int32)
       ds = part.cached.builder.as_dataset(split='train', shuffle_files=False)
       keep_t = tf.constant(keep)
       ds = ds.filter(lambda ex, k=keep_t: tf.gather(k, ex['index']))
@@ -125,6 +133,7 @@ class Split:
           labels=tf.constant(label_table), domain=part.domain,
           genders=tf.constant(gender_table),
           languages=tf.constant(language_table),
+          speakers=tf.constant(speaker_table),
           norm=None if part.norm is None else {
               k: tf.constant(v, tf.int32 if k == 'rows' else tf.float32)
               for k, v in part.norm.items()}))
@@ -152,7 +161,8 @@ def _indexed_example(ex, **kwargs):
   return dict(_example(ex, **kwargs), index=ex['index'])
 
 
-def _example(ex, *, labels, domain, norm, genders=None, languages=None):
+def _example(ex, *, labels, domain, norm, genders=None, languages=None,
+             speakers=None):
   """A cached example -> a training example, normalised and labelled."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = ex['features']
@@ -168,7 +178,9 @@ def _example(ex, *, labels, domain, norm, genders=None, languages=None):
           'gender': (tf.constant(-1, tf.int32) if genders is None
                      else tf.gather(genders, ex['index'])),
           'language': (tf.constant(-1, tf.int32) if languages is None
-                       else tf.gather(languages, ex['index']))}
+                       else tf.gather(languages, ex['index'])),
+          'speaker': (tf.constant(-1, tf.int32) if speakers is None
+                      else tf.gather(speakers, ex['index']))}
 
 
 @dataclasses.dataclass
@@ -181,6 +193,7 @@ class Data:
   skipped: dict[str, int]  # corpus -> unusable files.
   languages: tuple[str, ...] = ()  # The 'language' vocabulary.
   source_val: Split | None = None  # Held-out labelled source part.
+  speakers: tuple[str, ...] = ()  # The 'speaker' vocabulary.
 
   def summary(self) -> str:
     k = len(self.classes)
@@ -226,6 +239,7 @@ def validate(data_cfg, batch_size: int) -> None:
     raise ValueError(f'config.data.target: unknown corpus '
                      f'{data_cfg.target!r}; known: {", ".join(known)}')
   labels_lib.check_task(data_cfg.task)
+  labels_lib.options(data_cfg)  # label_from, category_map.
   if data_cfg.protocol not in PROTOCOLS:
     raise ValueError(f'config.data.protocol: unknown protocol '
                      f'{data_cfg.protocol!r}; known: {", ".join(PROTOCOLS)}')
@@ -324,9 +338,12 @@ def load_data(data_cfg) -> Data:
   classes = labels_lib.TASK_CLASSES[task]
   left_out, skipped = {}, {}
 
+  label_options = labels_lib.options(data_cfg)
+
   def labelled(cached):
     c = cached.corpus
-    lab = np.array([labels_lib.label(task, c.utterances[i], c.dim_scale)
+    lab = np.array([labels_lib.label(task, c.utterances[i], c.dim_scale,
+                                     **label_options)
                     for i in cached.usable], object)
     ok = np.array([l is not None for l in lab], bool)
     left_out[c.name] = int((~ok).sum())
@@ -444,9 +461,13 @@ def _with_languages(data: Data) -> Data:
            if split is not None for p in split.parts]
   vocab = tuple(sorted({u.language for p in parts
                         for u in p.cached.corpus.utterances if u.language}))
+  # Speakers: every corpus of the run once (its listing, as DIFL counts them).
+  speakers = corpus_lib.speaker_vocabulary(
+      {p.cached.corpus.name: p.cached.corpus for p in parts}.values())
   for p in parts:
     p.languages = vocab
-  return dataclasses.replace(data, languages=vocab)
+    p.speakers = speakers
+  return dataclasses.replace(data, languages=vocab, speakers=speakers)
 
 
 def _stream(split: Split, batch_size: int, seed: int, start_step: int,
@@ -475,8 +496,9 @@ def _stream(split: Split, batch_size: int, seed: int, start_step: int,
 
 
 def train_batches(data: Data, batch_size: int, seed: int, start_step: int,
-                  sharding: jax.sharding.NamedSharding):
-  """Yields {'source': {...}, 'target': {...}} of global sharded arrays."""
+                  sharding: jax.sharding.NamedSharding | None):
+  """Yields {'source': {...}, 'target': {...}} of global arrays sharded by
+  `sharding`, or, with None, of this process's numpy slices."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   ds = tf.data.Dataset.zip({
       'source': _stream(data.source_train, batch_size, 2 * seed, start_step,
@@ -485,7 +507,8 @@ def train_batches(data: Data, batch_size: int, seed: int, start_step: int,
                         start_step, with_labels=False),
   }).prefetch(2)
   for batch in ds.as_numpy_iterator():
-    yield jax.tree.map(lambda x: to_global(x, sharding), batch)
+    yield (batch if sharding is None
+           else jax.tree.map(lambda x: to_global(x, sharding), batch))
 
 
 def to_global(x: np.ndarray, sharding: jax.sharding.NamedSharding):

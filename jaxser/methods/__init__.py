@@ -2,5 +2,5 @@
 
 from jaxser.methods.base import Method, create, get, names  # noqa: F401
 from jaxser.methods import (  # noqa: F401  (registration)
-    bsp, cdan, cyclegan, dan, dann, difl, emodna, jan, mmd_ser, multitask,
-    source_only)
+    bsp, cdan, cyclegan, dan, dann, difl, emodna, gst_tacotron, jan, mmd_ser,
+    multitask, source_only)

@@ -148,6 +148,14 @@ class Method:
   def init_state(self) -> PyTree:
     return {}
 
+  def pack_key(self) -> tuple:
+    """What the compiled step bakes in beyond the config and the shapes
+    (e.g. class weights from the source's class counts): runs whose methods
+    differ here cannot share one program (`jaxser.train.train_runs`)."""
+    weights = getattr(self, 'class_weights', None)
+    return () if weights is None else tuple(
+        round(float(w), 6) for w in jax.device_get(weights))
+
   def loss(self, params: PyTree, batch_stats: PyTree, method_state: PyTree,
            batch: PyTree, rng: jax.Array, step: jax.Array):
     """Training loss of one batch.

@@ -11,6 +11,7 @@ from jaxser.data.corpora import emodb  # noqa: F401
 from jaxser.data.corpora import emovo  # noqa: F401
 from jaxser.data.corpora import folder  # noqa: F401
 from jaxser.data.corpora import iemocap  # noqa: F401
+from jaxser.data.corpora import ljspeech  # noqa: F401
 from jaxser.data.corpora import msp  # noqa: F401
 from jaxser.data.corpora import ravdess  # noqa: F401
 from jaxser.data.corpora import savee  # noqa: F401
