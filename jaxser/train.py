@@ -38,6 +38,7 @@ its selection outcome.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -85,8 +86,11 @@ class TrainState:
   selection: Any = dataclasses.field(default_factory=dict)
 
 
+@functools.cache
 def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh of all devices; XLA's partitioner places the computation."""
+  """A 1-D mesh of all devices; XLA's partitioner places the computation.
+  One object per process, so the programs jitted for it (`_jit_logits`)
+  compile once."""
   return jax.make_mesh((jax.device_count(),), ('data',),
                        axis_types=(jax.sharding.AxisType.Auto,))
 

@@ -10,7 +10,8 @@ runs (`jaxser.train.train_runs`) read it. Each step draws its batch by index:
 
 where n is the set's size and perm_{seed, stream, e} the permutation of
 [0, n) that sorts the keys h(seed, stream, e, j), j < n, of an integer hash
-h (stable sort; the padding rows get the largest key and sort last). The
+h (`layers.fmix32`; stable sort; the padding rows get the largest key and
+sort last). The
 batch at a step is a function of (seed, stream, step) alone, whatever the
 padding, the number of packed runs or devices, and whether the run resumed;
 so a packed run draws what it draws alone. The epochs are the same shuffled
@@ -31,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxser.models.layers import fmix32
+
 # The keys of one example of the source and target streams
 # (`pipeline._example`); the target stream has no label.
 SOURCE_KEYS = ('features', 'length', 'label', 'domain', 'gender', 'language',
@@ -40,23 +43,14 @@ TARGET_KEYS = ('features', 'length', 'domain', 'gender', 'language',
 ROLES = {'source': SOURCE_KEYS, 'target': TARGET_KEYS}
 
 
-def _mix(x: jax.Array) -> jax.Array:
-  """A 32-bit integer hash (C. Wellons' lowbias32): uint32 -> uint32."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x7FEB352D)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0x846CA68B)
-  return x ^ (x >> 16)
-
-
 def permutation(n, n_max: int, seed, stream, epoch) -> jax.Array:
   """(n_max,) int32: a permutation of [0, n) of (seed, stream, epoch)
   followed by n..n_max-1. `n` may be traced; `n_max` is static."""
   j = jnp.arange(n_max, dtype=jnp.uint32)
-  k = _mix(jnp.asarray(seed, jnp.uint32) + jnp.uint32(0x9E3779B9))
-  k = _mix(k ^ jnp.asarray(stream, jnp.uint32))
-  k = _mix(k ^ jnp.asarray(epoch, jnp.uint32))
-  keys = _mix(k ^ _mix(j))
+  k = fmix32(jnp.asarray(seed, jnp.uint32) + jnp.uint32(0x9E3779B9))
+  k = fmix32(k ^ jnp.asarray(stream, jnp.uint32))
+  k = fmix32(k ^ jnp.asarray(epoch, jnp.uint32))
+  keys = fmix32(k ^ fmix32(j))
   keys = jnp.where(j < jnp.asarray(n, jnp.uint32), keys,
                    jnp.uint32(0xFFFFFFFF))
   return jnp.argsort(keys, stable=True).astype(jnp.int32)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _fmix32(h: jnp.ndarray) -> jnp.ndarray:
+def fmix32(h: jnp.ndarray) -> jnp.ndarray:
   """murmur3's 32-bit finaliser: a bijection on uint32 with full avalanche."""
   h = h ^ (h >> 16)
   h = h * jnp.uint32(0x85EBCA6B)
@@ -61,7 +61,7 @@ def hashed_bits(key: jax.Array, shape: Sequence[int]) -> jnp.ndarray:
                      'element index')
   s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
   index = jax.lax.iota(jnp.uint32, size).reshape(shape)
-  return _fmix32(_fmix32(index + s0) ^ s1)
+  return fmix32(fmix32(index + s0) ^ s1)
 
 
 class Dropout(nn.Module):
