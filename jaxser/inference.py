@@ -194,10 +194,27 @@ def restore_checkpoint(ckpt, config, num_classes: int, shape, dtype, mesh):
   method, abstract = abstract_variables(config, num_classes, shape, dtype,
                                         mesh)
   step = ckpt.latest_step()
+  item = dict(abstract)
+  # A single-objective run with validation keeps its last state (to
+  # continue from) and its selected best one in `selection`: the model is
+  # the best. (Multi-phase methods restore each phase's best in the state.)
+  validation = config.train.get('validation')
+  selected = (not hasattr(method, 'phases') and validation is not None
+              and bool(validation.every))
+  if selected:
+    import jax  # pylint: disable=g-import-not-at-top
+    item['selection'] = {'train': {
+        'params': abstract['params'], 'batch_stats': abstract['batch_stats'],
+        'best_step': jax.ShapeDtypeStruct((), np.int32)}}
   variables = ckpt.restore(step, args=ocp.args.PyTreeRestore(
-      item=abstract, partial_restore=True,
-      restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)))
+      item=item, partial_restore=True,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(item)))
   ckpt.close()
+  if selected:
+    best = variables.pop('selection')['train']
+    if int(best['best_step']) >= 0:
+      variables = {'params': best['params'],
+                   'batch_stats': best['batch_stats']}
   return method, variables, int(step)
 
 

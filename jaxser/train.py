@@ -515,7 +515,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   method_cls.check_config(config)
   # A method with its own data path (TTS: jaxser.methods.gst_tacotron)
   # loads its array sets and reports its results itself; no SER data.
-  own_data = getattr(method_cls, 'own_data', False)
+  own_data = method_cls.own_data
   if not own_data:
     pipeline.validate(config.data, config.train.batch_size)
   validation_selection(config)
@@ -1076,6 +1076,14 @@ def make_dispatch(method, step_fn, mesh, num_steps: int, batch_size: int,
                     states.step)
       batch = jax.lax.with_sharding_constraint(batch, batch_spec)
       active = (states.step == g) & enabled
+      if states.step.shape[0] == 1:
+        # A lone run steps unbatched: its numbers are exactly the unpacked
+        # step's, and XLA:CPU's FFT thunk rejected the operand layout that
+        # a size-1 runs axis gave the batch-gathered FFTs of the waveform
+        # augmentations on a multi-device mesh (RET_CHECK, jax 0.10).
+        new, metrics = one(*jax.tree.map(lambda x: x[0],
+                                         (states, batch, active)))
+        return jax.tree.map(lambda x: x[None], (new, metrics))
       return jax.vmap(one)(states, batch, active)
     return jax.lax.scan(body, states,
                         (g0 + jnp.arange(num_steps, dtype=jnp.int32),
@@ -1296,10 +1304,13 @@ def _train_group(runs: list[_Run], cache: dict,
           'stopped_early': run.step < steps}
       if 'plateau' in best:
         record['selection']['lr_scale'] = float(best['plateau'].scale)
-      state = _restore_best(state, phase)
+    # The final checkpoint holds the run's last state, so that a rerun with
+    # more steps continues from it; its selection entry holds the best
+    # state, which jaxser.inference restores (and results.json reports).
     if run.step not in run.ckpt.all_steps():
       run.ckpt.save(run.step, args=ocp.args.StandardSave(state), force=True)
     if selection is not None:
+      state = _restore_best(state, phase)
       record['selection']['restored'] = evaluate(
           method, state, run.arrays[selection.arrays], run.data.classes,
           config.train.eval_batch_size, eval_mesh)[selection.metric]

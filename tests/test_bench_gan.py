@@ -23,6 +23,7 @@ NUM_CLASSES = 3
 B = 16
 
 
+@pytest.mark.slow  # A subprocess compiling the GAN step: ~75 s.
 def test_bench_times_the_adversarial_step():
   # Small networks: the JSON line and the stream count are what is tested.
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')

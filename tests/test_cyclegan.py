@@ -259,7 +259,10 @@ def test_generated_soft_labels_sum_to_one(cache_dir, tmp_path):
 # weight run with -m slow (CI time): cacygan (caemocygan without emotion
 # consistency), cycle_emotion_gan and ccemogan (cyclegan plus an emotion
 # term).
-_SLOW_GAN = ('cacygan', 'cycle_emotion_gan', 'ccemogan')
+# cycada and cyclegan: their phases are caemocygan's (kept in the fast
+# suite) on other losses; ~1 min each on 2 cores.
+_SLOW_GAN = ('cacygan', 'cycle_emotion_gan', 'ccemogan', 'cycada',
+             'cyclegan')
 
 
 @pytest.mark.parametrize('method', [
@@ -293,6 +296,7 @@ class _Killed(Exception):
   pass
 
 
+@pytest.mark.slow  # ~3 min: six runs; test_train keeps a fast resume test.
 def test_kill_in_each_phase_then_resume_equals_uninterrupted(
     cache_dir, tmp_path, monkeypatch):
   """One run killed in every phase in turn, each time resumed with the same

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
+from jaxser import inference
 from jaxser import io as io_lib
 from jaxser import phases as phases_lib
 from jaxser import predictions as predictions_lib
@@ -127,15 +128,21 @@ def test_validation_restores_the_best_state_and_resume_matches(tmp_path,
       scale *= 0.1
     assert s == pytest.approx(scale)
 
-  # The final checkpoint holds the restored best state (what jaxser.label
-  # reads), not the last step's.
+  # The final checkpoint holds the last step's state (a rerun with more
+  # steps continues from it) and the best one in its selection entry, which
+  # is the model jaxser.inference (label, predict) opens.
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   with ocp.CheckpointManager(str(tmp_path / 'full' / 'checkpoints')) as m:
     saved = m.restore(m.latest_step(), args=ocp.args.StandardRestore())
+  assert int(saved['step']) == 8
   best = saved['selection']['train']
-  for a, b in zip(jax.tree.leaves(saved['params']),
+  model = inference.open_run(str(tmp_path / 'full'), train.make_mesh())
+  for a, b in zip(jax.tree.leaves(model.variables['params']),
                   jax.tree.leaves(best['params'])):
     np.testing.assert_array_equal(a, b)
+  if v['best_step'] != 8:
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(saved['params']), jax.tree.leaves(best['params'])))
 
   # Interrupted at step 4 (a checkpoint), then resumed to 8.
   config.train.steps = 4

@@ -74,6 +74,9 @@ class Method:
   # class (e.g. MMD-SER); None when unknown (e.g. the benchmark's random
   # batches). Every method takes them, so `create` builds any method alike.
   class_counts: tuple[int, ...] | None = None
+  # True for a method that loads and batches its own data (the TTS model)
+  # instead of the emotion corpora's source/target streams.
+  own_data: bool = False
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
                class_counts: Sequence[int] | None = None):
