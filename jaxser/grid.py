@@ -52,10 +52,17 @@ from jaxser import report
 from jaxser import runtime
 
 # (column label, results.json key), in table order.
-METRICS = (('WAR', 'war'), ('F1', 'macro_f1'), ('UAR', 'uar'))
+# F1-pos: the F1 of class 1 of a binary task, the "F1" of Emo-DNA's tables
+# (`metrics.positive_class_f1`); '-' for other tasks.
+METRICS = (('WAR', 'war'), ('F1', 'macro_f1'), ('F1-pos', 'positive_class_f1'),
+           ('UAR', 'uar'))
 AVERAGE = 'Average'
 
 _METHODS = flags.DEFINE_list('methods', None, 'Methods (configs/<m>.py).')
+_PRESET = flags.DEFINE_string(
+    'preset', None, 'A paper table instead of --methods: its rows are the '
+    'grid\'s methods (jaxser.presets: emodna_table4, emodna_table5, '
+    'emodna_table6, emodna_terms).')
 _PAIRS = flags.DEFINE_list('pairs', None, 'source:target corpus pairs.')
 _TASKS = flags.DEFINE_list('tasks', ['arousal', 'valence'], 'Tasks.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 per cell.')
@@ -84,7 +91,7 @@ class Cell:
   seed: int
 
   def workdir(self, root: str) -> str:
-    return os.path.join(root, self.task, self.method,
+    return io_lib.join(root, self.task, self.method,
                         f'{self.source}_{self.target}', f'seed{self.seed}')
 
   def __str__(self):
@@ -225,10 +232,9 @@ def run_grid(cells: Sequence[Cell], root: str,
   """
   found = {}
   for cell in cells:
-    path = os.path.join(cell.workdir(root), 'results.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        found[cell] = (json.load(f), 'done before')
+    path = io_lib.join(cell.workdir(root), 'results.json')
+    if io_lib.exists(path):
+      found[cell] = (json.loads(io_lib.read_text(path)), 'done before')
   batches = {}
   for cell in cells:
     if cell not in found:
@@ -300,11 +306,12 @@ def table_rows(results: Sequence[dict],
                   if all(p in seeds[s] for p in column_pairs)]
       row[column] = {}
       for label, key in METRICS:
-        if not complete:
+        values = [[seeds[s][p].get(key) for p in column_pairs]
+                  for s in complete]
+        if not complete or any(v is None for vs in values for v in vs):
           row[column][label] = None
           continue
-        per_seed = [100.0 * np.mean([seeds[s][p][key] for p in column_pairs])
-                    for s in complete]
+        per_seed = [100.0 * np.mean(vs) for vs in values]
         row[column][label] = (float(np.mean(per_seed)),
                               float(np.std(per_seed)), len(complete))
     tables.setdefault(task, []).append({'method': method, 'columns': row})
@@ -320,15 +327,16 @@ def to_markdown(tables: dict[str, list[dict]],
   out = []
   for task, rows in tables.items():
     columns = list(rows[0]['columns'])
+    metrics = _shown_metrics(rows)
     head = ['Method'] + [
         f'{c if c == AVERAGE else report.source_column_label(c)} {label}'
-        for c in columns for label, _ in METRICS]
+        for c in columns for label, _ in metrics]
     out += [f'## {task}', '', '| ' + ' | '.join(head) + ' |',
             '|' + '---|' * len(head)]
     for row in rows:
       cells = [row['method']]
       for c in columns:
-        for label, _ in METRICS:
+        for label, _ in metrics:
           entry = row['columns'][c][label]
           if entry is None:
             cells.append('-')
@@ -342,6 +350,15 @@ def to_markdown(tables: dict[str, list[dict]],
                'Per source: averaged over its targets; Average: over all '
                'pairs.'), '']
   return '\n'.join(out)
+
+
+def _shown_metrics(rows) -> tuple[tuple[str, str], ...]:
+  """METRICS less F1-pos where no cell has it (tasks of 3+ classes)."""
+  return tuple(
+      (label, key) for label, key in METRICS
+      if key != 'positive_class_f1' or any(
+          row['columns'][c][label] is not None
+          for row in rows for c in row['columns']))
 
 
 def to_csv(tables: dict[str, list[dict]]) -> str:
@@ -407,21 +424,32 @@ def write_tables(root: str, results: Sequence[dict],
                      ('scenarios.md',
                       scenario_table(results, pairs) + collapsed),
                      (report.PAIRS, report.pair_table(results, pairs))):
-    io_lib.write_text(os.path.join(root, name), text)
+    io_lib.write_text(io_lib.join(root, name), text)
 
 
 def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
-        train_fn=None, pack: int = 0) -> list[dict]:
+        train_fn=None, pack: int = 0, preset: str | None = None
+        ) -> list[dict]:
   """Loads and checks every method's config, then runs the grid (`run_grid`;
   `train_fn` defaults to `jaxser.train.train_many` with `pack` runs per
-  program)."""
+  program). With `preset` (`jaxser.presets`), its rows are the methods."""
   if train_fn is None:
     from jaxser import train  # pylint: disable=g-import-not-at-top
     train_fn = lambda configs, workdirs: train.train_many(configs, workdirs,
                                                           pack=pack)
-  configs = {m: load_config(m, configs_dir) for m in methods}
-  apply_overrides(configs, overrides)
-  os.makedirs(root, exist_ok=True)
+  if preset:
+    if methods:
+      raise ValueError('--preset: its rows are the methods; leave out '
+                       '--methods')
+    from jaxser import presets  # pylint: disable=g-import-not-at-top
+    configs = presets.build_configs(preset, configs_dir, overrides)
+    methods = list(configs)
+  elif not methods:
+    raise ValueError('--methods: give the methods (or --preset)')
+  else:
+    configs = {m: load_config(m, configs_dir) for m in methods}
+    apply_overrides(configs, overrides)
+  io_lib.makedirs(root)
   results = run_grid(
       grid_cells(methods, pairs, tasks, seeds), root,
       lambda cell: cell_config(configs[cell.method], cell), train_fn,
@@ -444,7 +472,7 @@ def main(argv):
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
                   _CONFIGS_DIR.value or default_configs_dir(), overrides,
-                  pack=_PACK.value)
+                  pack=_PACK.value, preset=_PRESET.value)
   except ValueError as e:
     # Config and data errors: one line naming the flag, field or file.
     print(f'error: {e}', file=sys.stderr)
@@ -454,6 +482,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['methods', 'pairs', 'workdir'])
+  flags.mark_flags_as_required(['pairs', 'workdir'])
   from jaxser import cli  # pylint: disable=g-import-not-at-top
   app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, None))

@@ -109,6 +109,13 @@ def makedirs(path: str) -> None:
     os.makedirs(path, exist_ok=True)
 
 
+def remove(path: str) -> None:
+  if is_remote(path):
+    _epath(path).unlink()
+  else:
+    os.remove(path)
+
+
 def read_text(path: str) -> str:
   if is_remote(path):
     return _epath(path).read_text()

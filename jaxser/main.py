@@ -78,6 +78,17 @@ def main(argv):
     sys.exit(130)
   head = (f'{result["method"]} {result["source"]} -> {result["target"]} '
           f'({result["task"]}, {result["protocol"]})')
+  if result.get('target_labelled') is False and 'seeds' in result:
+    print(f'{head}: target unlabelled, {len(result["seeds"])} seeds '
+          'trained; predictions in ' + ', '.join(result['workdirs']))
+    return
+  if result.get('target_labelled') is False:
+    counts = ', '.join(f'{k} {v}' for k, v in
+                       result['predicted_counts'].items())
+    print(f'{head}: target unlabelled, {result["num_eval"]} utterances '
+          f'predicted ({counts}); '
+          f'{os.path.join(_WORKDIR.value, "results.json")}')
+    return
   if 'seeds' in result:  # --config.seeds: the summary over the seeds.
     m = {k: result[k] for k in train.SUMMARY_METRICS}
     print(f'{head}, {len(result["seeds"])} seeds: UAR {m["uar"]["mean"]:.4f}'

@@ -9,7 +9,7 @@ target evaluation set; `jaxser.fuse` adds the logits of several runs.
 from __future__ import annotations
 
 import csv
-import os
+import io
 from typing import Sequence
 
 import numpy as np
@@ -36,11 +36,10 @@ def write(path: str, keys: Sequence, labels, logits,
 def read(path: str):
   """(keys [(corpus, utt_id)], labels (N,) int (-1 unknown), logits (N, C)
   float64, classes) of a predictions file; errors name the file."""
-  if not os.path.isfile(path):
+  if not io_lib.exists(path):
     raise ValueError(f'{path}: no such file; a jaxser.main run writes it '
                      'when it finishes')
-  with open(path, newline='') as f:
-    rows = list(csv.reader(f))
+  rows = list(csv.reader(io.StringIO(io_lib.read_text(path), newline='')))
   if not rows or rows[0][:4] != _HEAD:
     raise ValueError(f'{path}: not a jaxser predictions file')
   header, rows = rows[0], rows[1:]

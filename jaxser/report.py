@@ -139,17 +139,16 @@ def confusion_figure(confusion, classes: Sequence[str],
 def read_metrics(path: str) -> list[dict]:
   """The rows of a metrics.jsonl (bad lines, e.g. a torn last line, are
   skipped); [] when the file does not exist."""
-  if not os.path.exists(path):
+  if not io_lib.exists(path):
     return []
   rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue
-      if isinstance(row, dict) and 'step' in row:
-        rows.append(row)
+  for line in io_lib.read_text(path).splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and 'step' in row:
+      rows.append(row)
   return rows
 
 
@@ -536,11 +535,10 @@ def _pct(x) -> str:
 
 
 def _read_json(path: str) -> dict | list | None:
-  if not os.path.exists(path):
+  if not io_lib.exists(path):
     return None
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(io_lib.read_text(path))
   except (OSError, ValueError):
     return None
 
@@ -680,17 +678,17 @@ def write_run(workdir: str, result: dict | None = None,
     embedding figure of an earlier call.
   """
   if result is None:
-    result = _read_json(os.path.join(workdir, 'results.json'))
+    result = _read_json(io_lib.join(workdir, 'results.json'))
     if not isinstance(result, dict):
       raise ValueError(f'{workdir}: no results.json to report')
-  config = _read_json(os.path.join(workdir, 'config.json'))
-  plots = os.path.join(workdir, PLOTS)
-  os.makedirs(plots, exist_ok=True)
+  config = _read_json(io_lib.join(workdir, 'config.json'))
+  plots = io_lib.join(workdir, PLOTS)
+  io_lib.makedirs(plots)
   title = _run_title(result)
   written = []
 
   def draw(name, make):
-    path = os.path.join(plots, name)
+    path = io_lib.join(plots, name)
     try:
       fig = make()
       if fig is not None:
@@ -698,14 +696,14 @@ def write_run(workdir: str, result: dict | None = None,
         return
     except Exception as e:  # pylint: disable=broad-except
       _warn(f'{name}: not drawn ({type(e).__name__}: {e})')
-    if os.path.exists(path):  # A stale figure of an earlier call.
-      os.unlink(path)
+    if io_lib.exists(path):  # A stale figure of an earlier call.
+      io_lib.remove(path)
 
   draw(CONFUSION, lambda: confusion_figure(
       result['confusion'], result['classes'], title)
        if 'confusion' in result else None)
   draw(CURVES, lambda: curves_figure(
-      read_metrics(os.path.join(workdir, 'metrics.jsonl')), title))
+      read_metrics(io_lib.join(workdir, 'metrics.jsonl')), title))
   if embeddings:
     def make_embedding():
       names = list(embeddings)
@@ -722,8 +720,8 @@ def write_run(workdir: str, result: dict | None = None,
   # run's model, e.g. `python -m jaxser.report`) is kept and linked.
   figures = [os.path.join(PLOTS, name)
              for name in (CONFUSION, CURVES, EMBEDDING)
-             if os.path.exists(os.path.join(plots, name))]
-  report = os.path.join(workdir, REPORT)
+             if io_lib.exists(io_lib.join(plots, name))]
+  report = io_lib.join(workdir, REPORT)
   io_lib.write_text(report, run_markdown(result, config, figures))
   return written + [report]
 
@@ -983,7 +981,7 @@ def grid_markdown(root: str, results: Sequence[dict],
          'Tables: ' + ', '.join(
              f'[{name}]({name})' for name in ('table.md', 'table.csv',
                                               'scenarios.md', PAIRS)
-             if os.path.exists(os.path.join(root, name))) + '.', '',
+             if io_lib.exists(io_lib.join(root, name))) + '.', '',
          columns_note(pairs), '']
   for task in tasks:
     out += [f'## {task}', '']
@@ -1001,15 +999,15 @@ def write_grid(root: str, results: Sequence[dict],
   """The grid's figures, DIR/pairs.md and DIR/report.md (module docstring);
   returns the paths written. A figure that fails is reported on stderr and
   left out."""
-  plots = os.path.join(root, PLOTS)
-  os.makedirs(plots, exist_ok=True)
+  plots = io_lib.join(root, PLOTS)
+  io_lib.makedirs(plots)
   pairs = [tuple(p) for p in pairs]
   written = []
   figures: dict[str, list[str]] = {}
   for task in _by_task(results):
     for suffix, make in (('uar', uar_heatmap_figure),
                          ('sources', sources_figure)):
-      path = os.path.join(plots, f'{task}_{suffix}.png')
+      path = io_lib.join(plots, f'{task}_{suffix}.png')
       try:
         fig = make(results, pairs, task)
       except Exception as e:  # pylint: disable=broad-except
@@ -1018,10 +1016,10 @@ def write_grid(root: str, results: Sequence[dict],
       if fig is not None:
         written.append(_save(fig, path))
         figures.setdefault(task, []).append(os.path.relpath(path, root))
-  path = os.path.join(root, PAIRS)
+  path = io_lib.join(root, PAIRS)
   io_lib.write_text(path, pair_table(results, pairs))
   written.append(path)
-  path = os.path.join(root, REPORT)
+  path = io_lib.join(root, REPORT)
   io_lib.write_text(path, grid_markdown(root, results, pairs, figures))
   return written + [path]
 
@@ -1040,7 +1038,7 @@ def redraw(workdir: str, projection: str = 'umap',
   from jaxser import train
   from jaxser.data import pipeline
   # pylint: enable=g-import-not-at-top
-  if not os.path.isfile(os.path.join(workdir, 'results.json')):
+  if not io_lib.exists(io_lib.join(workdir, 'results.json')):
     raise ValueError(f'--workdir {workdir}: no results.json (not a finished '
                      'run)')
   embeddings = None

@@ -405,11 +405,10 @@ def _flatten(cfg: dict, prefix: str = '') -> dict:
 
 def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to resume a workdir with a different experiment in it."""
-  path = os.path.join(workdir, 'config.json')
+  path = io_lib.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+  if io_lib.exists(path):
+    old = json.loads(io_lib.read_text(path))
     a, b = _flatten(old), _flatten(new)
     changed = sorted(k for k in set(a) | set(b)
                      if a.get(k) != b.get(k)
@@ -426,7 +425,7 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   the run is about to train, so a run that fails before (a wrong corpus
   path, say) leaves the workdir free for the corrected command."""
   if jax.process_index() == 0:
-    io_lib.write_json(os.path.join(workdir, 'config.json'),
+    io_lib.write_json(io_lib.join(workdir, 'config.json'),
                       json.loads(config.to_json_best_effort()))
 
 
@@ -469,30 +468,52 @@ class MetricWriter:
     self.active = jax.process_index() == 0
     if not self.active:
       return
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = io_lib.join(workdir, 'metrics.jsonl')
+    # An object store cannot append: its rows are buffered and the object
+    # rewritten at most every FLUSH_S seconds and on close.
+    self.remote = io_lib.is_remote(workdir)
+    self.buffer, self.flushed = [], time.monotonic()
     # Rows past the restored step were written by the interrupted run and
     # will be written again.
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        rows = [l for l in f if l.strip()
-                and json.loads(l).get('step', 0) <= start_step]
-      with open(self.path, 'w') as f:
-        f.writelines(rows)
+    if io_lib.exists(self.path):
+      rows = [l + '\n' for l in io_lib.read_text(self.path).splitlines()
+              if l.strip() and json.loads(l).get('step', 0) <= start_step]
+      io_lib.write_text(self.path, ''.join(rows))
     import tensorboardX  # pylint: disable=g-import-not-at-top
-    self.tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    try:
+      self.tb = tensorboardX.SummaryWriter(
+          io_lib.join(workdir, 'tensorboard'))
+    except Exception as e:  # pylint: disable=broad-except
+      if not self.remote:
+        raise
+      # tensorboardX writes gs:// through google-cloud-storage only.
+      print(f'tensorboard: not written under {workdir} ({e}); '
+            'pip install google-cloud-storage for gs:// event files')
+      self.tb = None
+
+  FLUSH_S = 60.0
 
   def write(self, step: int, scalars: dict) -> None:
     if not self.active:
       return
-    with open(self.path, 'a') as f:
-      f.write(json.dumps({'step': step, **scalars}) + '\n')
-    for k, v in scalars.items():
-      self.tb.add_scalar(k, v, step)
-    self.tb.flush()
+    self.buffer.append(json.dumps({'step': step, **scalars}) + '\n')
+    if not self.remote or time.monotonic() - self.flushed > self.FLUSH_S:
+      self.flush()
+    if self.tb is not None:
+      for k, v in scalars.items():
+        self.tb.add_scalar(k, v, step)
+      self.tb.flush()
+
+  def flush(self) -> None:
+    if self.active and self.buffer:
+      io_lib.append_text(self.path, ''.join(self.buffer))
+      self.buffer, self.flushed = [], time.monotonic()
 
   def close(self):
     if self.active:
-      self.tb.close()
+      self.flush()
+      if self.tb is not None:
+        self.tb.close()
 
 
 def _eval_scalars(result: dict) -> dict:
@@ -508,7 +529,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if single_objective(config):
     return train_runs([config], [workdir])[0]
   started = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  io_lib.makedirs(workdir)
   # An unknown method, or a config that does not fit it or its network,
   # fails before the data is read.
   method_cls = methods_lib.get(config.method)
@@ -583,12 +604,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         state = state.replace(phase=jnp.asarray(index + 1, jnp.int32),
                               step=jnp.zeros((), jnp.int32))
         if jax.process_index() == 0:
-          io_lib.write_json(os.path.join(workdir, 'phases.json'), records)
+          io_lib.write_json(io_lib.join(workdir, 'phases.json'), records)
         ckpt.save(offsets[index + 1], args=ocp.args.StandardSave(state),
                   force=True)
   finally:
     ckpt.wait_until_finished()
     ckpt.close()
+    writer.flush()
   if own_data:
     writer.close()
     result = method.final_results(state, arrays, workdir)
@@ -596,7 +618,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                   batch_size=batch_size, phases=records,
                   devices=jax.device_count(), **provenance(started))
     if jax.process_index() == 0:
-      io_lib.write_json(os.path.join(workdir, 'results.json'), result)
+      io_lib.write_json(io_lib.join(workdir, 'results.json'), result)
     return result
   return _finish(config, workdir, method, state, data, eval_set, arrays,
                  writer, offsets[-1], records, multi=True, started=started)
@@ -604,7 +626,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 def _checkpoint_manager(config, workdir: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      io_lib.abspath(io_lib.join(workdir, 'checkpoints')),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=config.train.keep_checkpoints, create=True))
 
@@ -632,17 +654,33 @@ def _finish(config, workdir, method, state, data, eval_set, arrays, writer,
   """The final evaluation on the target: predictions.csv, results.json."""
   batch_size = config.train.batch_size
   mesh = make_mesh()
-  result, logits = evaluate(method, state, eval_set, data.classes,
-                            config.train.eval_batch_size, mesh,
-                            return_logits=True)
+  if data.target_labelled:
+    result, logits = evaluate(method, state, eval_set, data.classes,
+                              config.train.eval_batch_size, mesh,
+                              return_logits=True)
+  else:
+    logits = predict_logits(
+        method, {'params': state.params, 'batch_stats': state.batch_stats},
+        array_chunks(eval_set, config.train.eval_batch_size),
+        config.train.eval_batch_size, mesh)
+    counts = np.bincount(logits.argmax(-1), minlength=len(data.classes))
+    result = {'target_labelled': False, 'num_eval': int(len(logits)),
+              'classes': list(data.classes),
+              'predicted_counts': dict(zip(data.classes, counts.tolist()))}
+  path = io_lib.join(workdir, predictions_lib.FILE)
   if jax.process_index() == 0:
-    predictions_lib.write(os.path.join(workdir, predictions_lib.FILE),
-                          data.target_eval.utterances_of(eval_set),
+    predictions_lib.write(path, data.target_eval.utterances_of(eval_set),
                           eval_set['label'], logits, data.classes)
+    if not data.target_labelled:
+      print(f'target {config.data.target!r} is unlabelled: no target '
+            f'metrics; its {len(logits)} predictions are in {path} '
+            '(python -m jaxser.label gives soft labels, jaxser.predict '
+            'labels new files)', flush=True)
   if config.data.protocol == 'multi_corpus':
     result['per_corpus'] = evaluate_per_corpus(
         method, state, eval_set, data, config.train.eval_batch_size, mesh)
-  writer.write(steps, _eval_scalars(result))
+  if data.target_labelled:
+    writer.write(steps, _eval_scalars(result))
   writer.close()
   result.update(
       source=config.data.source, target=config.data.target,
@@ -660,7 +698,7 @@ def _finish(config, workdir, method, state, data, eval_set, arrays, writer,
   if hasattr(method, 'analyse'):
     result.update(method.analyse(state, arrays, data, workdir))
   if jax.process_index() == 0:
-    io_lib.write_json(os.path.join(workdir, 'results.json'), result)
+    io_lib.write_json(io_lib.join(workdir, 'results.json'), result)
   _report(config, workdir, method, state, data, result)
   return result
 
@@ -693,11 +731,10 @@ def _report(config, workdir, method, state, data, result) -> None:
 
 def _read_phase_records(workdir: str, start_phase: int) -> list[dict]:
   """The records of the phases finished before an interruption."""
-  path = os.path.join(workdir, 'phases.json')
-  if not start_phase or not os.path.exists(path):
+  path = io_lib.join(workdir, 'phases.json')
+  if not start_phase or not io_lib.exists(path):
     return []
-  with open(path) as f:
-    return json.load(f)[:start_phase]
+  return json.loads(io_lib.read_text(path))[:start_phase]
 
 
 def _run_phase(config, workdir, method, phase, index, state, steps, offset,
@@ -732,7 +769,7 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
         break
       g = offset + step
       if profile_start > 0 and g == profile_start:
-        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
+        jax.profiler.start_trace(io_lib.join(workdir, 'profile'))
       state, step_metrics = train_step(state, next(batches))
       pending.append(step_metrics)
       if profile_start > 0 and g == profile_stop:
@@ -757,6 +794,7 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
                               prefix, bar)
       # Monitoring only: the target metrics never select anything.
       if (config.train.eval_every and last and eval_set is not None
+          and data.target_labelled
             and step % config.train.eval_every == 0):
         result = evaluate(method, state, eval_set, data.classes,
                           config.train.eval_batch_size, mesh)
@@ -773,6 +811,7 @@ def _run_phase(config, workdir, method, phase, index, state, steps, offset,
           not final and step % config.train.checkpoint_every == 0
           and step < steps):
         ckpt.save(g, args=ocp.args.StandardSave(state))
+        writer.flush()  # The rows up to a checkpoint are kept on resume.
   except KeyboardInterrupt:
     # Keep the finished steps: a rerun resumes from here.
     g = offset + int(state.step)
@@ -950,7 +989,7 @@ def _prepare(config, workdir: str, cache: dict) -> _Run:
   """Checks a run's config and workdir and loads its data (shared through
   `cache` by runs with equal data configs)."""
   started = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  io_lib.makedirs(workdir)
   _check_run_config(config)
   _check_resumable(config, workdir)
   key = config.data.to_json_best_effort(sort_keys=True)
@@ -1185,7 +1224,8 @@ def _train_group(runs: list[_Run], cache: dict,
   if pool is None and num > 1:
     raise ValueError('train_runs: packed runs need device-resident data; '
                      'run them apart or raise config.data.resident_max_mib')
-  eval_mesh = make_mesh()
+  # Evaluations and the unstacked states use the runs mesh's devices.
+  eval_mesh = jax.sharding.Mesh(mesh.devices.reshape(-1), ('data',))
   replicated = NamedSharding(eval_mesh, P())
   runs_spec = NamedSharding(mesh, P('runs'))
 
@@ -1249,7 +1289,7 @@ def _train_group(runs: list[_Run], cache: dict,
     while g < steps and any(r.enabled and r.step < steps for r in runs):
       n = min(per_dispatch, steps - g)
       if profile_start > 0 and g < profile_start <= g + n:
-        jax.profiler.start_trace(os.path.join(run0.workdir, 'profile'))
+        jax.profiler.start_trace(io_lib.join(run0.workdir, 'profile'))
       if n not in dispatches:
         dispatches[n] = make_dispatch(method, phase.step, mesh, n,
                                       batch_size, pool)
@@ -1287,6 +1327,7 @@ def _train_group(runs: list[_Run], cache: dict,
         run.ckpt.save(run.step, args=ocp.args.StandardSave(
             get_run(states, k)), force=True)
       run.ckpt.wait_until_finished()
+      run.writer.close()
     raise Interrupted(min(r.step for r in runs)) from None
   finally:
     bar.close()
@@ -1384,8 +1425,8 @@ def _events(runs, before, states, phase, steps, log_every, get_run, set_run,
                                      or now == steps)
     if now == steps or selecting:
       run.last_metrics = {key: float(v) for key, v in run.last_step.items()}
-    evaluating = bool(config.train.eval_every) and _crossed(
-        prev, now, config.train.eval_every)
+    evaluating = (bool(config.train.eval_every) and run.data.target_labelled
+                  and _crossed(prev, now, config.train.eval_every))
     saving = (_crossed(prev, now, config.train.checkpoint_every)
               and now < steps)
     state = (get_run(states, k) if selecting or evaluating or saving
@@ -1407,6 +1448,7 @@ def _events(runs, before, states, phase, steps, log_every, get_run, set_run,
                 f'WAR {result["war"]:.3f} F1 {result["macro_f1"]:.3f}')
     if saving and run.enabled:
       run.ckpt.save(now, args=ocp.args.StandardSave(state))
+      run.writer.flush()  # The rows up to a checkpoint are kept on resume.
   return states
 
 
@@ -1524,15 +1566,17 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     c = config.copy_and_resolve_references()
     c.seeds, c.seed = '', k
     configs.append(c)
-  workdirs = [os.path.join(workdir, f'seed{k}') for k in seeds]
+  workdirs = [io_lib.join(workdir, f'seed{k}') for k in seeds]
   results = train_many(configs, workdirs)
   summary = {key: config.data[key] for key in ('source', 'target', 'task',
                                                'protocol')}
   summary.update(method=config.method, seeds=seeds, workdirs=workdirs)
-  for key in SUMMARY_METRICS:
+  if any(r.get('target_labelled') is False for r in results):
+    summary['target_labelled'] = False  # No metric to summarise.
+  for key in SUMMARY_METRICS if summary.get('target_labelled', True) else ():
     values = [float(r[key]) for r in results]
     summary[key] = {'mean': float(np.mean(values)),
                     'std': float(np.std(values)), 'values': values}
   if jax.process_index() == 0:
-    io_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
+    io_lib.write_json(io_lib.join(workdir, 'summary.json'), summary)
   return summary

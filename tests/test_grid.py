@@ -211,3 +211,44 @@ def test_run_writes_tables(tmp_path):
   for name in ('plots/arousal_uar.png', 'plots/arousal_sources.png',
                'pairs.md', 'report.md'):
     assert os.path.exists(os.path.join(root, name)), name
+
+
+def test_positive_class_f1_column_only_where_a_task_has_it():
+  results = [r for r in _results() if r['task'] == 'arousal']
+  for s, t in PAIRS:
+    r = _result('m1', s, t, 0, 0.5, task='valence')
+    r['positive_class_f1'] = 0.25 if s == 'a' else 0.75
+    results.append(r)
+  tables = grid.table_rows(results, PAIRS)
+  cols = tables['valence'][0]['columns']
+  assert cols['a']['F1-pos'] == pytest.approx((25.0, 0.0, 1))
+  assert cols['Average']['F1-pos'] == pytest.approx((125 / 3, 0.0, 1))
+  md = grid.to_markdown(tables)
+  arousal, valence = md.split('## valence')
+  assert 'F1-pos' not in arousal  # No binary F1 in its results: no column.
+  assert '| Method | a → mean WAR | a → mean F1 | a → mean F1-pos |' in valence
+  assert '| m1 | 50.0 | ' in valence and '| 25.0 |' in valence
+
+
+def test_preset_rows_are_the_grid_methods(tmp_path):
+  fake = FakeTrain()
+  root = str(tmp_path / 'grid')
+  grid.run(None, PAIRS[:1], ['arousal'], 1, root, grid.default_configs_dir(),
+           [('train.steps', '3')], train_fn=fake, preset='emodna_table6')
+  by_dir = {os.path.relpath(w, root).split(os.sep)[1]: c
+            for c, w in fake.calls}
+  assert list(by_dir) == ['emodna_no_scl', 'emodna_no_threshold',
+                          'emodna_fixed_threshold', 'emodna']
+  fixed = by_dir['emodna_fixed_threshold']
+  assert fixed.method == 'emodna' and fixed.emodna.threshold == 'fixed'
+  assert fixed.train.steps == 3 and by_dir['emodna'].emodna.threshold == (
+      'adaptive')
+  md = open(os.path.join(root, 'table.md')).read()
+  assert '| emodna_fixed_threshold |' in md
+  with pytest.raises(ValueError, match='--preset'):
+    grid.run(['dann'], PAIRS[:1], ['arousal'], 1, root,
+             grid.default_configs_dir(), [], train_fn=fake,
+             preset='emodna_table6')
+  with pytest.raises(ValueError, match='--preset: unknown preset'):
+    grid.run(None, PAIRS[:1], ['arousal'], 1, root,
+             grid.default_configs_dir(), [], train_fn=fake, preset='table9')

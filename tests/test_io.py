@@ -104,3 +104,26 @@ def test_paths_keep_urls_and_make_files_absolute(tmp_path, monkeypatch):
   assert io_lib.abspath('run') == os.path.join(str(tmp_path), 'run')
   assert io_lib.join('gs://b/run', 'checkpoints') == 'gs://b/run/checkpoints'
   assert io_lib.is_remote('gs://b') and not io_lib.is_remote('/tmp/gs:')
+
+
+def test_metric_writer_buffers_rows_on_an_object_store(tmp_path, monkeypatch):
+  from jaxser import train  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'run').mkdir()  # The fake bucket's folders are real ones.
+  with fake_bucket(str(tmp_path), monkeypatch):
+    w = train.MetricWriter('gs://bucket/run', start_step=0)
+    w.write(1, {'train/loss': 1.0})
+    w.write(2, {'train/loss': 0.5})
+    # Buffered: an object store rewrites the whole object on each append.
+    assert not (tmp_path / 'run' / 'metrics.jsonl').exists()
+    w.close()
+    rows = [json.loads(l) for l in
+            (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in rows] == [1, 2]
+    # A resumed run from step 1 drops the rows it will write again.
+    w = train.MetricWriter('gs://bucket/run', start_step=1)
+    w.write(2, {'train/loss': 0.25})
+    w.close()
+    rows = [json.loads(l) for l in
+            (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+    assert [(r['step'], r['train/loss']) for r in rows] == [(1, 1.0),
+                                                          (2, 0.25)]

@@ -194,6 +194,9 @@ class Data:
   languages: tuple[str, ...] = ()  # The 'language' vocabulary.
   source_val: Split | None = None  # Held-out labelled source part.
   speakers: tuple[str, ...] = ()  # The 'speaker' vocabulary.
+  # False for a target corpus without any label (a TTS corpus, a user's
+  # recordings): it is the adaptation target; there are no target metrics.
+  target_labelled: bool = True
 
   def summary(self) -> str:
     k = len(self.classes)
@@ -202,8 +205,10 @@ class Data:
            f'{self.source_val.class_counts(k)} | ')
     return (f'source {self.source_train.name}: {self.source_train.size} '
             f'{self.source_train.class_counts(k)} | {val}target train '
-            f'{self.target_train.name}: {self.target_train.size} | target eval:'
-            f' {self.target_eval.size} {self.target_eval.class_counts(k)} | '
+            f'{self.target_train.name}: {self.target_train.size} | ' + (
+                f'target eval: {self.target_eval.size} '
+                f'{self.target_eval.class_counts(k)} | '
+                if self.target_labelled else 'target unlabelled | ') +
             f'classes {list(self.classes)} | left out (task) {self.left_out} '
             f'| skipped (bad files) {self.skipped}')
 
@@ -360,11 +365,22 @@ def load_data(data_cfg) -> Data:
 
   target = open_corpus(data_cfg.target, data_cfg)
   t_idx, t_lab = labelled(target)
-  if not len(t_idx):
-    raise ValueError(f'config.data.target: corpus {data_cfg.target!r} has no '
-                     f'utterance covered by task {task!r}')
+  target_labelled = bool(len(t_idx))
+  if not target_labelled:
+    utts = [target.corpus.utterances[i] for i in target.usable]
+    if (not utts or data_cfg.protocol == 'within'
+        or any(u.emotion is not None or u.dims for u in utts)):
+      raise ValueError(
+          f'config.data.target: corpus {data_cfg.target!r} has no '
+          f'utterance covered by task {task!r}' + (
+              '' if utts else ' (no usable audio)'))
+    # No labels at all: every usable utterance is the unlabelled target;
+    # the final "evaluation" only predicts them (predictions.csv).
+    t_idx = target.usable
+    t_lab = np.full(len(t_idx), -1, np.int32)
+    left_out[target.corpus.name] = 0
   n_sources = len(source_names(data_cfg))
-  if data_cfg.protocol == 'transductive':
+  if data_cfg.protocol == 'transductive' or not target_labelled:
     t_train = t_test = (t_idx, t_lab)
   else:
     tr, te = _speaker_split(target.corpus.utterances, t_idx,
@@ -397,7 +413,7 @@ def load_data(data_cfg) -> Data:
         source_train, data_cfg.source_val_fraction,
         data_cfg.get('split_seed', 0))
   data = Data(classes, source_train, target_train, target_eval, left_out,
-              skipped, source_val=source_val)
+              skipped, source_val=source_val, target_labelled=target_labelled)
   data = _with_languages(data)
   if jax.process_index() == 0:
     print(f'data: {data.summary()}', flush=True)
