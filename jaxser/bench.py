@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import sys
 
 from absl import app
 from absl import flags
@@ -388,6 +389,7 @@ def _bench_packed(config, method, example, num_runs: int) -> None:
   compiled = dispatch.lower(states, info, enabled, pool.arrays, pool.sizes,
                             g(0), None).compile()
   compile_s = time.perf_counter() - t0
+  print(f'compiled in {compile_s:.1f} s', file=sys.stderr, flush=True)
   done = 0
   for _ in range(max(1, _WARMUP.value // k)):
     states, metrics = compiled(states, info, enabled, pool.arrays,

@@ -460,6 +460,11 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
   return results
 
 
+def _cpu_only() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.default_backend() == 'cpu'
+
+
 def main(argv):
   del argv
   runtime.setup_process()
@@ -469,10 +474,16 @@ def main(argv):
       overrides.append(('train.steps', str(_STEPS.value)))
     if _DATA_ROOT.value is not None:
       overrides.append(('data.root', _DATA_ROOT.value))
+    pack = _PACK.value
+    if pack == 0 and _cpu_only():
+      # Packed programs are far slower than runs apart on XLA:CPU for now
+      # (benchmarks/README.md); --pack=N still packs there.
+      print('packing: off on CPU (--pack=N to pack anyway)')
+      pack = 1
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
                   _CONFIGS_DIR.value or default_configs_dir(), overrides,
-                  pack=_PACK.value, preset=_PRESET.value)
+                  pack=pack, preset=_PRESET.value)
   except ValueError as e:
     # Config and data errors: one line naming the flag, field or file.
     print(f'error: {e}', file=sys.stderr)

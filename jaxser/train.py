@@ -1576,7 +1576,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     c.seeds, c.seed = '', k
     configs.append(c)
   workdirs = [io_lib.join(workdir, f'seed{k}') for k in seeds]
-  results = train_many(configs, workdirs)
+  # Packed programs are far slower than runs apart on XLA:CPU for now
+  # (benchmarks/README.md): the seeds run one after another there.
+  results = train_many(configs, workdirs,
+                       pack=1 if jax.default_backend() == 'cpu' else 0)
   summary = {key: config.data[key] for key in ('source', 'target', 'task',
                                                'protocol')}
   summary.update(method=config.method, seeds=seeds, workdirs=workdirs)

@@ -230,6 +230,7 @@ def test_adversarial_step_sharded_equals_single_device(cache_dir):
              for x in jax.tree.leaves(g1[c]))
 
 
+@pytest.mark.slow  # ~85 s: three phases of caemocygan; its end-to-end test stays fast.
 def test_generated_soft_labels_sum_to_one(cache_dir, tmp_path):
   c = gan_config('caemocygan', cache_dir)
   result = train.train_and_evaluate(c, str(tmp_path / 'w'))
