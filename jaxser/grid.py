@@ -460,11 +460,6 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
   return results
 
 
-def _cpu_only() -> bool:
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.default_backend() == 'cpu'
-
-
 def main(argv):
   del argv
   runtime.setup_process()
@@ -475,11 +470,11 @@ def main(argv):
     if _DATA_ROOT.value is not None:
       overrides.append(('data.root', _DATA_ROOT.value))
     pack = _PACK.value
-    if pack == 0 and _cpu_only():
-      # Packed programs are far slower than runs apart on XLA:CPU for now
-      # (benchmarks/README.md); --pack=N still packs there.
-      print('packing: off on CPU (--pack=N to pack anyway)')
-      pack = 1
+    if pack == 0:
+      from jaxser import train  # pylint: disable=g-import-not-at-top
+      pack = train.default_pack()
+      if pack == 1:
+        print('packing: off on CPU (--pack=N to pack anyway)')
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
                   _CONFIGS_DIR.value or default_configs_dir(), overrides,

@@ -1461,6 +1461,13 @@ def _events(runs, before, states, phase, steps, log_every, get_run, set_run,
   return states
 
 
+def default_pack() -> int:
+  """The command lines' runs per program: 0 (as many as fit), but 1 on
+  CPU, where packed programs are far slower than runs apart for now
+  (benchmarks/README.md)."""
+  return 1 if jax.default_backend() == 'cpu' else 0
+
+
 def train_many(configs, workdirs, pack: int = 0, log=print) -> list[dict]:
   """Trains every run, packing those that can share a program.
 
@@ -1576,10 +1583,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     c.seeds, c.seed = '', k
     configs.append(c)
   workdirs = [io_lib.join(workdir, f'seed{k}') for k in seeds]
-  # Packed programs are far slower than runs apart on XLA:CPU for now
-  # (benchmarks/README.md): the seeds run one after another there.
-  results = train_many(configs, workdirs,
-                       pack=1 if jax.default_backend() == 'cpu' else 0)
+  results = train_many(configs, workdirs, pack=default_pack())
   summary = {key: config.data[key] for key in ('source', 'target', 'task',
                                                'protocol')}
   summary.update(method=config.method, seeds=seeds, workdirs=workdirs)
