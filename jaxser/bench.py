@@ -365,7 +365,8 @@ def _bench_packed(config, method, example, num_runs: int) -> None:
   k = int(config.train.get('steps_per_dispatch', 1))
   tx = train.method_optimizer(config, method, example)
   step = train.make_train_step(method, tx)
-  mesh = train.make_runs_mesh(num_runs, batch_size)
+  in_turn = train.runs_in_turn(config)
+  mesh = train.make_runs_mesh(1 if in_turn else num_runs, batch_size)
   runs = NamedSharding(mesh, P('runs'))
   replicated = NamedSharding(mesh, P())
   sets = {}
@@ -376,15 +377,20 @@ def _bench_packed(config, method, example, num_runs: int) -> None:
   pool = resident.make_pool(sets, replicated)
   init = jax.jit(lambda seed: train.create_train_state(method, tx, seed,
                                                        example))
-  states = jax.jit(
-      lambda seeds: jax.vmap(lambda s: init(s))(seeds),
-      out_shardings=runs)(jnp.arange(num_runs, dtype=jnp.int32))
+  # One init per seed, as train does: a vmapped init runs the orthogonal
+  # initialisers' QR batched, and jaxlib's batched LAPACK kernels
+  # deadlocked on a 2-core XLA:CPU (two ParallelBatchMap calls, each
+  # holding one of the two pool threads).
+  states = jax.jit(lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s),
+                   out_shardings=runs)(
+                       *[init(jnp.int32(s)) for s in range(num_runs)])
   info = {key: jax.device_put(
       jnp.arange(num_runs, dtype=jnp.int32) * (key == 'seed'), runs)
           for key in ('seed', 'source', 'target')}
   enabled = jax.device_put(jnp.ones(num_runs, bool), runs)
   t0 = time.perf_counter()
-  dispatch = train.make_dispatch(method, step, mesh, k, batch_size, pool)
+  dispatch = train.make_dispatch(method, step, mesh, k, batch_size, pool,
+                                 in_turn)
   g = lambda i: jax.device_put(jnp.int32(i), replicated)
   compiled = dispatch.lower(states, info, enabled, pool.arrays, pool.sizes,
                             g(0), None).compile()
@@ -408,6 +414,7 @@ def _bench_packed(config, method, example, num_runs: int) -> None:
   samples = 2 * batch_size * k * calls
   print(json.dumps({
       'method': config.method, 'runs': num_runs, 'steps_per_dispatch': k,
+      'pack_step': 'in_turn' if in_turn else 'vmap',
       'samples_per_s': num_runs * samples / timed,
       'per_run_samples_per_s': samples / timed,
       'step_ms_median': 1000 * timed / (calls * k),

@@ -39,6 +39,10 @@ Fields (any can be overridden on the command line, e.g.
   train.*              steps, batch_size (per domain), optimiser, intervals.
   train.steps_per_dispatch  steps per host call (lax.scan); logs, evaluations
                        and checkpoints happen on these boundaries.
+  train.pack_step      auto | vmap | in_turn: how a packed program steps its
+                       runs: all at once (jax.vmap), or one after another
+                       through the same compiled step (auto: in_turn on CPU,
+                       where vmap is slower than runs apart; vmap elsewhere).
   train.validation.*   validation on the held-out source part (needs
                        data.source_val_fraction > 0): every (steps; 0 off),
                        metric (war | uar | macro_f1), patience (evaluations
@@ -108,6 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
   c.train.steps_per_dispatch = 1
+  c.train.pack_step = 'auto'
   c.train.batch_size = 64
   c.train.optimizer = 'radam'
   c.train.learning_rate = 1e-3

@@ -470,11 +470,6 @@ def main(argv):
     if _DATA_ROOT.value is not None:
       overrides.append(('data.root', _DATA_ROOT.value))
     pack = _PACK.value
-    if pack == 0:
-      from jaxser import train  # pylint: disable=g-import-not-at-top
-      pack = train.default_pack()
-      if pack == 1:
-        print('packing: off on CPU (--pack=N to pack anyway)')
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
                   _CONFIGS_DIR.value or default_configs_dir(), overrides,

@@ -68,7 +68,7 @@ from jaxser.models import registry
 
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ('train.steps', 'train.eval_every', 'train.log_every',
-                      'train.steps_per_dispatch', 'seeds',
+                      'train.steps_per_dispatch', 'train.pack_step', 'seeds',
                       'train.checkpoint_every', 'profile.', 'report.',
                       'data.workers',
                       'data.cache_dir', 'data.root', 'data.paths.')
@@ -920,6 +920,19 @@ def _restore_best(state, phase):
 _PACK_FREE = ('seed', 'seeds', 'data.source', 'data.target', 'data.paths.',
               'data.root', 'data.cache_dir', 'data.workers', 'profile.')
 RESIDENT_MODES = ('auto', 'device', 'stream')
+PACK_STEPS = ('auto', 'vmap', 'in_turn')
+
+
+def runs_in_turn(config) -> bool:
+  """Whether a packed program steps its runs one after another through one
+  compiled single-run step (`config.train.pack_step`). On XLA:CPU the
+  vmapped step of the default network cost 2x the runs apart (grouped
+  convolutions: 0.95 s for 2 runs against 0.25 s for one, 2 cores), so
+  there packing saves compilations and the input pipeline, not steps."""
+  mode = config.train.get('pack_step', 'auto')
+  if mode == 'auto':
+    return jax.default_backend() == 'cpu'
+  return mode == 'in_turn'
 
 
 def single_objective(config) -> bool:
@@ -959,6 +972,10 @@ def _check_run_config(config) -> None:
   if not isinstance(k, int) or k < 1:
     raise ValueError('config.train.steps_per_dispatch: must be an integer '
                      f'>= 1, got {k!r}')
+  step_mode = config.train.get('pack_step', 'auto')
+  if step_mode not in PACK_STEPS:
+    raise ValueError(f'config.train.pack_step: unknown mode {step_mode!r}; '
+                     f'known: {", ".join(PACK_STEPS)}')
   mode = config.data.get('resident', 'auto')
   if mode not in RESIDENT_MODES:
     raise ValueError(f'config.data.resident: unknown mode {mode!r}; known: '
@@ -1083,7 +1100,7 @@ def _global(x: np.ndarray, sharding, axis: int = 0) -> jax.Array:
 
 
 def make_dispatch(method, step_fn, mesh, num_steps: int, batch_size: int,
-                  pool: resident.Pool | None):
+                  pool: resident.Pool | None, in_turn: bool = False):
   """The jitted program running `num_steps` steps of every packed run.
 
   (states, info, enabled, pool arrays, pool sizes, first step, streamed
@@ -1091,6 +1108,11 @@ def make_dispatch(method, step_fn, mesh, num_steps: int, batch_size: int,
   takes the step at loop step g only when its own step is g and it is
   enabled (resumed runs ahead of the others wait; early-stopped ones stay);
   otherwise its state is kept as it was.
+
+  With `in_turn` (`runs_in_turn`; `mesh` then has a 'runs' axis of size 1)
+  the returned callable runs one compiled program per run, which takes the
+  run's slice of the stacked states, steps it as a lone run and writes it
+  back in place; numbers are exactly those of the run alone.
   """
   runs_spec = NamedSharding(mesh, P('runs'))
   batch_spec = NamedSharding(mesh, P('runs', 'data'))
@@ -1138,11 +1160,71 @@ def make_dispatch(method, step_fn, mesh, num_steps: int, batch_size: int,
     return states, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
   streamed_spec = NamedSharding(mesh, P(None, 'runs', 'data'))
-  return jax.jit(
+  program = jax.jit(
       dispatch,
       in_shardings=(runs_spec, runs_spec, runs_spec, replicated, replicated,
                     replicated, None if pool is not None else streamed_spec),
       out_shardings=(runs_spec, replicated), donate_argnums=0)
+  if not in_turn:
+    return program
+  if mesh.shape['runs'] != 1:
+    raise ValueError('make_dispatch: in_turn needs a mesh whose runs axis '
+                     'has size 1')
+  # The run's slice is taken and written back by programs of their own:
+  # fused into the step, XLA:CPU re-sliced the stacked parameters at each
+  # use (inside the recurrent loops too), 25% slower per run.
+  take = jax.jit(lambda x, r: jax.tree.map(
+      lambda a: jax.lax.dynamic_slice_in_dim(a, r, 1), x),
+                 out_shardings=runs_spec)
+  put = jax.jit(lambda x, r, y: jax.tree.map(
+      lambda a, b: jax.lax.dynamic_update_slice_in_dim(a, b, r, 0), x, y),
+                out_shardings=runs_spec, donate_argnums=0)
+  return _InTurn(program, take, put, replicated)
+
+
+class _InTurn:
+  """`make_dispatch`'s callable for runs stepped in turn: the lone-run
+  program called once per run on its slice of the stacked states
+  (`.lower(...).compile()` as for a jitted function)."""
+
+  def __init__(self, lone, take, put, replicated):
+    self._lone, self._take, self._put = lone, take, put
+    self._replicated = replicated
+
+  def __call__(self, states, info, enabled, pool_arrays, pool_sizes, g0,
+               streamed):
+    metrics = []
+    for r in range(int(enabled.shape[0])):
+      index = jax.device_put(np.int32(r), self._replicated)
+      new, m = self._lone(
+          self._take(states, index), self._take(info, index),
+          self._take(enabled, index), pool_arrays, pool_sizes, g0,
+          None if streamed is None else jax.tree.map(
+              lambda x: x[:, r:r + 1], streamed))
+      states = self._put(states, index, new)
+      metrics.append(m)
+    return states, jax.tree.map(lambda *x: jnp.concatenate(x, axis=1),
+                                *metrics)
+
+  def lower(self, states, info, enabled, *rest):
+    one = lambda x: jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype,
+                                         sharding=x.sharding)
+    lowered = self._lone.lower(*jax.tree.map(one, (states, info, enabled)),
+                               *rest)
+    return _InTurnLowered(lowered, self)
+
+  def memory_analysis(self):
+    return self._lone.memory_analysis()
+
+
+class _InTurnLowered:
+
+  def __init__(self, lowered, parent):
+    self._lowered, self._parent = lowered, parent
+
+  def compile(self):
+    p = self._parent
+    return _InTurn(self._lowered.compile(), p._take, p._put, p._replicated)
 
 
 def train_runs(configs, workdirs, cache: dict | None = None) -> list[dict]:
@@ -1228,7 +1310,8 @@ def _train_group(runs: list[_Run], cache: dict,
       'train', make_train_step(method, tx, plateau_phase='train' if (
           selection is not None and selection.plateau is not None) else ''),
       steps=steps, selection=selection)
-  mesh = make_runs_mesh(num, batch_size)
+  in_turn = runs_in_turn(config)
+  mesh = make_runs_mesh(1 if in_turn else num, batch_size)
   pool, refs = _placement(runs, cache, NamedSharding(mesh, P()))
   if pool is None and num > 1:
     raise ValueError('train_runs: packed runs need device-resident data; '
@@ -1246,7 +1329,7 @@ def _train_group(runs: list[_Run], cache: dict,
   if check_memory:
     dispatches[per_dispatch] = _compiled_dispatch(
         method, phase, mesh, per_dispatch, batch_size, pool, init, num,
-        runs_spec)
+        runs_spec, in_turn)
     need = program_bytes(dispatches[per_dispatch])
     have = free_device_bytes()
     if need is not None and need > 0.8 * have:
@@ -1301,7 +1384,7 @@ def _train_group(runs: list[_Run], cache: dict,
         jax.profiler.start_trace(io_lib.join(run0.workdir, 'profile'))
       if n not in dispatches:
         dispatches[n] = make_dispatch(method, phase.step, mesh, n,
-                                      batch_size, pool)
+                                      batch_size, pool, in_turn)
       streamed = None
       if stream is not None:
         host = [next(stream) for _ in range(n)]
@@ -1374,7 +1457,7 @@ def _train_group(runs: list[_Run], cache: dict,
 
 
 def _compiled_dispatch(method, phase, mesh, n, batch_size, pool, init, num,
-                       runs_spec):
+                       runs_spec, in_turn=False):
   """`make_dispatch` compiled ahead of time for `num` runs (abstract
   arguments: nothing is allocated)."""
   one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
@@ -1387,7 +1470,8 @@ def _compiled_dispatch(method, phase, mesh, n, batch_size, pool, init, num,
   info = {'seed': vec(jnp.int32), 'source': vec(jnp.int32),
           'target': vec(jnp.int32)}
   replicated = NamedSharding(mesh, P())
-  return make_dispatch(method, phase.step, mesh, n, batch_size, pool).lower(
+  return make_dispatch(method, phase.step, mesh, n, batch_size, pool,
+                       in_turn).lower(
       states, info, vec(jnp.bool_),
       jax.tree.map(lambda x: abstract(x, replicated), pool.arrays),
       jax.tree.map(lambda x: abstract(x, replicated), pool.sizes),
@@ -1459,13 +1543,6 @@ def _events(runs, before, states, phase, steps, log_every, get_run, set_run,
       run.ckpt.save(now, args=ocp.args.StandardSave(state))
       run.writer.flush()  # The rows up to a checkpoint are kept on resume.
   return states
-
-
-def default_pack() -> int:
-  """The command lines' runs per program: 0 (as many as fit), but 1 on
-  CPU, where packed programs are far slower than runs apart for now
-  (benchmarks/README.md)."""
-  return 1 if jax.default_backend() == 'cpu' else 0
 
 
 def train_many(configs, workdirs, pack: int = 0, log=print) -> list[dict]:
@@ -1583,7 +1660,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     c.seeds, c.seed = '', k
     configs.append(c)
   workdirs = [io_lib.join(workdir, f'seed{k}') for k in seeds]
-  results = train_many(configs, workdirs, pack=default_pack())
+  results = train_many(configs, workdirs, pack=0)
   summary = {key: config.data[key] for key in ('source', 'target', 'task',
                                                'protocol')}
   summary.update(method=config.method, seeds=seeds, workdirs=workdirs)

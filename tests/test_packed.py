@@ -48,12 +48,14 @@ def _same(a_dir, a, b_dir, b, atol=1e-5):
                              rtol=1e-5)
 
 
-# A packed program (4 runs x 2 data devices) and a run alone (1 x 8) order
+# On CPU packed runs take turns through the lone run's program
+# (config.train.pack_step 'auto' -> 'in_turn'): exactly the run alone.
+# A vmapped program (4 runs x 2 data devices) and a run alone (1 x 8) order
 # their float reductions differently (batched kernels, another split of the
 # batch): the parameters differ by ~1e-6 after 3 steps
 # (test_packed_step_equals_alone_to_float_rounding), which Emo-DNA's
 # thresholded pseudo-labels and RAdam amplify to ~1e-3 in the logits after
-# 4 steps. The same layout (resumed, K steps per dispatch) is exact.
+# 4 steps.
 PACKED_ATOL = 5e-3
 
 
@@ -81,11 +83,74 @@ def test_packed_runs_write_their_own_workdirs(packed):
 
 def test_packed_equals_alone(packed, tmp_path, cache_dir):
   workdirs, results = packed
+  assert train.runs_in_turn(_config(cache_dir))  # CPU default.
   cells = _cells(cache_dir)
   for i in (1, 2):  # Seed 1 of the first pair, seed 0 of the second.
     alone = train.train_and_evaluate(cells[i], str(tmp_path / f'alone{i}'))
     _same(str(tmp_path / f'alone{i}'), alone, workdirs[i], results[i],
-          atol=PACKED_ATOL)
+          atol=0)
+
+
+@pytest.mark.slow
+def test_vmapped_packed_runs_equal_alone_to_float_rounding(packed, tmp_path,
+                                                           cache_dir):
+  workdirs, results = packed
+  cells = [_cells(cache_dir)[i] for i in (1, 2)]
+  for c in cells:
+    c.train.pack_step = 'vmap'
+  assert not train.runs_in_turn(cells[0])
+  dirs = [str(tmp_path / 'v1'), str(tmp_path / 'v2')]
+  out = train.train_many(cells, dirs)
+  for d, r, i in zip(dirs, out, (1, 2)):
+    _same(d, r, workdirs[i], results[i], atol=PACKED_ATOL)
+
+
+def test_runs_in_turn_equal_each_run_alone_and_skip_disabled(tmp_path,
+                                                             cache_dir):
+  """make_dispatch(in_turn=True) on 3 stacked runs (different seeds, one
+  disabled) against each run's own lone program: bit for bit."""
+  cache = {}
+  run = train._prepare(_config(cache_dir), str(tmp_path), cache)
+  example = train.example_batch(run.data, 8)
+  tx = train.method_optimizer(run.config, run.method, example)
+  step = train.make_train_step(run.method, tx)
+  init = jax.jit(lambda s: train.create_train_state(run.method, tx, s,
+                                                    example))
+  sets = train._training_sets(run, cache)
+  mesh = train.make_runs_mesh(1, 8)
+  replicated = NamedSharding(mesh, P())
+  runs = NamedSharding(mesh, P('runs'))
+  pool = resident.make_pool({'source': [sets['source']],
+                             'target': [sets['target']]}, replicated)
+  seeds = [0, 3, 7]
+  enabled = [True, False, True]
+
+  def call(dispatch, states, seed, on):
+    info = {k: jax.device_put(
+        jnp.asarray(seed if k == 'seed' else [0] * len(seed), jnp.int32),
+        runs) for k in ('seed', 'source', 'target')}
+    return dispatch(states, info, jax.device_put(jnp.asarray(on), runs),
+                    pool.arrays, pool.sizes,
+                    jax.device_put(jnp.int32(0), replicated), None)
+
+  stacked = jax.device_put(jax.tree.map(
+      lambda *x: jnp.stack(x), *[init(jnp.int32(s)) for s in seeds]), runs)
+  in_turn = train.make_dispatch(run.method, step, mesh, 2, 8, pool,
+                                in_turn=True)
+  out, metrics = call(in_turn, stacked, seeds, enabled)
+  assert metrics['loss'].shape == (2, 3)
+  assert jax.device_get(out.step).tolist() == [2, 0, 2]
+  lone = train.make_dispatch(run.method, step, mesh, 2, 8, pool)
+  for k, s in enumerate(seeds):
+    alone, m = call(lone, jax.device_put(jax.tree.map(
+        lambda x: x[None], init(jnp.int32(s))), runs), [s], [enabled[k]])
+    for a, b in zip(jax.tree.leaves(jax.device_get(alone)),
+                    jax.tree.leaves(jax.device_get(out))):
+      np.testing.assert_array_equal(a[0], b[k])
+    np.testing.assert_array_equal(m['loss'][:, 0], metrics['loss'][:, k])
+  with pytest.raises(ValueError, match='in_turn'):
+    train.make_dispatch(run.method, step, train.make_runs_mesh(2, 8), 1, 8,
+                        pool, in_turn=True)
 
 
 @pytest.mark.slow
