@@ -7,6 +7,9 @@ reports). Prints one JSON line per mode.
   python benchmarks/grid_packing.py --data_root=../shared/corpora \
       --pairs=casia:emovo,emovo:casia --seeds=3 --steps=100 [--modes=1,0]
 
+--pairs, --tasks, --seeds, --steps (default 100), --data_root and --workdir
+are jaxser.grid's flags.
+
 Each mode works in a fresh folder under --workdir (default: a temporary
 one), so nothing is resumed; figures of the embedding are off (UMAP would
 dominate the time of short runs).
@@ -24,15 +27,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_PAIRS = flags.DEFINE_list('pairs', None, 'source:target pairs.')
+from jaxser import grid  # noqa: E402  (its flags: --pairs, --seeds, ...)
+
 _METHOD = flags.DEFINE_string('method', 'emodna', 'Method config.')
-_TASK = flags.DEFINE_string('task', 'arousal', 'Task.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per pair.')
-_STEPS = flags.DEFINE_integer('steps', 100, 'train.steps of every cell.')
-_ROOT = flags.DEFINE_string('data_root', None, 'data.root.')
 _MODES = flags.DEFINE_list('modes', ['1', '0'],
                            '--pack values to time, in this order.')
-_WORK = flags.DEFINE_string('workdir', None, 'Parent of the grid folders.')
+_PAIRS, _SEEDS, _ROOT = grid._PAIRS, grid._SEEDS, grid._DATA_ROOT  # pylint: disable=protected-access
+_TASKS, _WORK = grid._TASKS, grid._WORKDIR  # pylint: disable=protected-access
 
 
 def main(argv):
@@ -40,7 +41,7 @@ def main(argv):
   from jaxser import runtime  # pylint: disable=g-import-not-at-top
   runtime.setup_process()
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxser import grid, train  # pylint: disable=g-import-not-at-top
+  from jaxser import train  # pylint: disable=g-import-not-at-top
   from jaxser.data import pipeline  # pylint: disable=g-import-not-at-top
 
   spent = collections.Counter()
@@ -61,7 +62,8 @@ def main(argv):
   pipeline.load_data = timed_load
 
   work = _WORK.value or tempfile.mkdtemp(prefix='grid_packing_')
-  overrides = [('train.steps', str(_STEPS.value)),
+  steps = grid._STEPS.value or 100  # pylint: disable=protected-access
+  overrides = [('train.steps', str(steps)),
                ('report.embedding', 'none')]
   if _ROOT.value:
     overrides.append(('data.root', _ROOT.value))
@@ -70,14 +72,14 @@ def main(argv):
     spent.clear()
     root = os.path.join(work, f'pack{mode}')
     t = time.perf_counter()
-    results = grid.run([_METHOD.value], pairs, [_TASK.value], _SEEDS.value,
+    results = grid.run([_METHOD.value], pairs, _TASKS.value, _SEEDS.value,
                        root, grid.default_configs_dir(), overrides,
                        train_fn=lambda c, w, p=int(mode): train.train_many(
                            c, w, pack=p, log=lambda *_: None))
     wall = time.perf_counter() - t
     uar = [r['uar'] for r in results]
     print(json.dumps({
-        'pack': int(mode), 'cells': len(results), 'steps': _STEPS.value,
+        'pack': int(mode), 'cells': len(results), 'steps': steps,
         'wall_s': round(wall, 1),
         'cells_per_hour': round(3600 * len(results) / wall, 1),
         'compile_s': round(spent['compile'], 1),

@@ -442,7 +442,8 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
       raise ValueError('--preset: its rows are the methods; leave out '
                        '--methods')
     from jaxser import presets  # pylint: disable=g-import-not-at-top
-    configs = presets.build_configs(preset, configs_dir, overrides)
+    configs = presets.build_configs(preset, configs_dir, overrides,
+                                    grid=sys.modules[__name__])
     methods = list(configs)
   elif not methods:
     raise ValueError('--methods: give the methods (or --preset)')

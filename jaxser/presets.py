@@ -103,7 +103,7 @@ def rows(preset: str) -> tuple[Row, ...]:
 
 
 def build_configs(preset: str, configs_dir: str,
-                  overrides: Sequence[tuple[str, str]] = ()
+                  overrides: Sequence[tuple[str, str]] = (), grid=None
                   ) -> dict[str, ml_collections.ConfigDict]:
   """{row name: config} of `preset`, in table order.
 
@@ -112,11 +112,16 @@ def build_configs(preset: str, configs_dir: str,
   row's config) and then the row's own overrides applied, so a row stays
   what it is whatever --set says.
 
+  `grid` is the jaxser.grid module to load configs with: the grid passes
+  itself, since under `python -m jaxser.grid` a second import of
+  jaxser.grid would define its flags twice.
+
   Raises:
     ValueError: an unknown preset, config or field (one line).
   """
-  # Imported here: jaxser.grid imports this module.
-  from jaxser import grid  # pylint: disable=g-import-not-at-top
+  if grid is None:
+    # Imported here: jaxser.grid imports this module.
+    from jaxser import grid  # pylint: disable=g-import-not-at-top,redefined-outer-name
   configs = {row.name: grid.load_config(row.config, configs_dir)
              for row in rows(preset)}
   grid.apply_overrides(configs, overrides)

@@ -86,3 +86,19 @@ def test_grid_takes_preset_rows_as_methods(tmp_path):
   results = [dict(war=0.5, macro_f1=0.4, uar=0.45, **vars(c)) for c in cells]
   tables = grid.table_rows(results, [('casia', 'emovo')])
   assert [r['method'] for r in tables['arousal']] == list(configs)
+
+
+def test_preset_from_the_command_line(tmp_path):
+  """`python -m jaxser.grid --preset` builds its rows in the __main__ module
+  (a second import of jaxser.grid would define its flags twice)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.grid', '--preset=emodna_table4',
+       '--pairs=tiny_src:tiny_tgt', f'--workdir={tmp_path}',
+       '--set=emodna.no_such_field=1'],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  lines = [l for l in out.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1 and 'no_such_field' in lines[0], out.stderr[-2000:]
+  assert 'DuplicateFlagError' not in out.stderr
