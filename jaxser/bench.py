@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 import sys
+import time
 
 from absl import app
 from absl import flags

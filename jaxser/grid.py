@@ -470,11 +470,10 @@ def main(argv):
       overrides.append(('train.steps', str(_STEPS.value)))
     if _DATA_ROOT.value is not None:
       overrides.append(('data.root', _DATA_ROOT.value))
-    pack = _PACK.value
     results = run(_METHODS.value, parse_pairs(_PAIRS.value), _TASKS.value,
                   _SEEDS.value, _WORKDIR.value,
                   _CONFIGS_DIR.value or default_configs_dir(), overrides,
-                  pack=pack, preset=_PRESET.value)
+                  pack=_PACK.value, preset=_PRESET.value)
   except ValueError as e:
     # Config and data errors: one line naming the flag, field or file.
     print(f'error: {e}', file=sys.stderr)

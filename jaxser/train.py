@@ -911,10 +911,11 @@ def _restore_best(state, phase):
 # axis beside 'data'. Each run keeps its own workdir, checkpoints (of its
 # own, unstacked state: the same files as a run alone), metrics.jsonl and
 # results.json. `train.steps_per_dispatch` steps run per host call
-# (`lax.scan`; written out one after another on CPU); logs, evaluations and
-# checkpoints happen on those boundaries. Where the training sets fit in device memory they stay there
-# and batches are drawn inside the step (`jaxser.data.resident`); otherwise
-# a lone run streams them through tf.data.
+# (`lax.scan`; written out one after another on CPU); logs, evaluations
+# and checkpoints happen on those boundaries. Where the training sets fit
+# in device memory they stay there and batches are drawn inside the step
+# (`jaxser.data.resident`); otherwise a lone run streams them through
+# tf.data.
 
 # Config fields in which runs packed into one program may differ.
 _PACK_FREE = ('seed', 'seeds', 'data.source', 'data.target', 'data.paths.',
@@ -925,10 +926,10 @@ PACK_STEPS = ('auto', 'vmap', 'in_turn')
 
 def runs_in_turn(config) -> bool:
   """Whether a packed program steps its runs one after another through one
-  compiled single-run step (`config.train.pack_step`). On XLA:CPU the
-  vmapped step of the default network cost 2x the runs apart (grouped
-  convolutions: 0.95 s for 2 runs against 0.25 s for one, 2 cores), so
-  there packing saves compilations and the input pipeline, not steps."""
+  compiled single-run step (`config.train.pack_step`). `auto` does so on
+  CPU, where the vmapped step costs more than the runs apart (per-run
+  weights make grouped convolutions; benchmarks/README.md): packing there
+  saves compilations and the input pipeline, not steps."""
   mode = config.train.get('pack_step', 'auto')
   if mode == 'auto':
     return jax.default_backend() == 'cpu'
@@ -1190,12 +1191,16 @@ class _InTurn:
   def __init__(self, lone, take, put, replicated):
     self._lone, self._take, self._put = lone, take, put
     self._replicated = replicated
+    self._indices = []  # Run r's index on the devices, put there once.
 
   def __call__(self, states, info, enabled, pool_arrays, pool_sizes, g0,
                streamed):
     metrics = []
+    while len(self._indices) < enabled.shape[0]:
+      self._indices.append(jax.device_put(np.int32(len(self._indices)),
+                                          self._replicated))
     for r in range(int(enabled.shape[0])):
-      index = jax.device_put(np.int32(r), self._replicated)
+      index = self._indices[r]
       new, m = self._lone(
           self._take(states, index), self._take(info, index),
           self._take(enabled, index), pool_arrays, pool_sizes, g0,
@@ -1310,7 +1315,8 @@ def _train_group(runs: list[_Run], cache: dict,
       'train', make_train_step(method, tx, plateau_phase='train' if (
           selection is not None and selection.plateau is not None) else ''),
       steps=steps, selection=selection)
-  in_turn = runs_in_turn(config)
+  # A lone run takes the plain program (no slicing in and out).
+  in_turn = num > 1 and runs_in_turn(config)
   mesh = make_runs_mesh(1 if in_turn else num, batch_size)
   pool, refs = _placement(runs, cache, NamedSharding(mesh, P()))
   if pool is None and num > 1:
