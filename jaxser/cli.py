@@ -179,3 +179,33 @@ def parse_flags(argv: Sequence[str], config_flag: str | None = CONFIG_FLAG,
 def fail(message: str) -> None:
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def summary_line(result: dict, workdir: str) -> str:
+  """The line a finished run prints: what ran and its headline numbers."""
+  where = os.path.join(workdir, 'results.json')
+  if result.get('task') == 'tts':
+    return (f'{result["method"]} ({result["variant"]}) on {result["corpus"]}:'
+            f' {result["num_train"]} utterances, {result["steps"]} steps; '
+            f'held-out loss {result["val/loss"]:.4f} (mel L1 '
+            f'{result["val/mel_l1"]:.4f}); {where}')
+  head = (f'{result["method"]} {result["source"]} -> {result["target"]} '
+          f'({result["task"]}, {result["protocol"]})')
+  if result.get('target_labelled') is False and 'seeds' in result:
+    return (f'{head}: target unlabelled, {len(result["seeds"])} seeds '
+            'trained; predictions in ' + ', '.join(result['workdirs']))
+  if result.get('target_labelled') is False:
+    counts = ', '.join(f'{k} {v}' for k, v in
+                       result['predicted_counts'].items())
+    return (f'{head}: target unlabelled, {result["num_eval"]} utterances '
+            f'predicted ({counts}); {where}')
+  if 'seeds' in result:  # --config.seeds: the summary over the seeds.
+    m = {k: result[k] for k in ('uar', 'war', 'macro_f1')}
+    return (f'{head}, {len(result["seeds"])} seeds: UAR '
+            f'{m["uar"]["mean"]:.4f} ± {m["uar"]["std"]:.4f} WAR '
+            f'{m["war"]["mean"]:.4f} ± {m["war"]["std"]:.4f} macro-F1 '
+            f'{m["macro_f1"]["mean"]:.4f} ± {m["macro_f1"]["std"]:.4f}; '
+            f'{os.path.join(workdir, "summary.json")}')
+  return (f'{head}: UAR {result["uar"]:.4f} WAR {result["war"]:.4f} macro-F1 '
+          f'{result["macro_f1"]:.4f} on {result["num_eval"]} utterances; '
+          f'{where}')

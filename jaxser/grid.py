@@ -62,7 +62,7 @@ _METHODS = flags.DEFINE_list('methods', None, 'Methods (configs/<m>.py).')
 _PRESET = flags.DEFINE_string(
     'preset', None, 'A paper table instead of --methods: its rows are the '
     'grid\'s methods (jaxser.presets: emodna_table4, emodna_table5, '
-    'emodna_table6, emodna_terms).')
+    'emodna_table6, emodna_terms); with --methods, only those rows.')
 _PAIRS = flags.DEFINE_list('pairs', None, 'source:target corpus pairs.')
 _TASKS = flags.DEFINE_list('tasks', ['arousal', 'valence'], 'Tasks.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 per cell.')
@@ -432,19 +432,24 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
         ) -> list[dict]:
   """Loads and checks every method's config, then runs the grid (`run_grid`;
   `train_fn` defaults to `jaxser.train.train_many` with `pack` runs per
-  program). With `preset` (`jaxser.presets`), its rows are the methods."""
+  program). With `preset` (`jaxser.presets`), its rows are the methods
+  (those named in `methods`, if any)."""
   if train_fn is None:
     from jaxser import train  # pylint: disable=g-import-not-at-top
     train_fn = lambda configs, workdirs: train.train_many(configs, workdirs,
                                                           pack=pack)
   if preset:
-    if methods:
-      raise ValueError('--preset: its rows are the methods; leave out '
-                       '--methods')
     from jaxser import presets  # pylint: disable=g-import-not-at-top
     configs = presets.build_configs(preset, configs_dir, overrides,
                                     grid=sys.modules[__name__])
-    methods = list(configs)
+    # --methods with a preset picks some of its rows (e.g. leaving out one
+    # known to equal another); the table keeps the preset's order.
+    unknown = [m for m in methods or () if m not in configs]
+    if unknown:
+      raise ValueError(f'--methods: {", ".join(unknown)} not a row of '
+                       f'--preset={preset}; its rows: {", ".join(configs)}')
+    methods = [m for m in configs if not methods or m in methods]
+    configs = {m: configs[m] for m in methods}
   elif not methods:
     raise ValueError('--methods: give the methods (or --preset)')
   else:

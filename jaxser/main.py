@@ -11,7 +11,6 @@ DIR/seed<k>/, and DIR/summary.json with the mean and std over the seeds.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app
@@ -47,6 +46,7 @@ _PROCESS_ID = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+
 def main(argv):
   del argv
   runtime.setup_process()
@@ -76,30 +76,7 @@ def main(argv):
     print(f'interrupted{where}; rerun the same command to resume',
           file=sys.stderr)
     sys.exit(130)
-  head = (f'{result["method"]} {result["source"]} -> {result["target"]} '
-          f'({result["task"]}, {result["protocol"]})')
-  if result.get('target_labelled') is False and 'seeds' in result:
-    print(f'{head}: target unlabelled, {len(result["seeds"])} seeds '
-          'trained; predictions in ' + ', '.join(result['workdirs']))
-    return
-  if result.get('target_labelled') is False:
-    counts = ', '.join(f'{k} {v}' for k, v in
-                       result['predicted_counts'].items())
-    print(f'{head}: target unlabelled, {result["num_eval"]} utterances '
-          f'predicted ({counts}); '
-          f'{os.path.join(_WORKDIR.value, "results.json")}')
-    return
-  if 'seeds' in result:  # --config.seeds: the summary over the seeds.
-    m = {k: result[k] for k in train.SUMMARY_METRICS}
-    print(f'{head}, {len(result["seeds"])} seeds: UAR {m["uar"]["mean"]:.4f}'
-          f' ± {m["uar"]["std"]:.4f} WAR {m["war"]["mean"]:.4f} ± '
-          f'{m["war"]["std"]:.4f} macro-F1 {m["macro_f1"]["mean"]:.4f} ± '
-          f'{m["macro_f1"]["std"]:.4f}; '
-          f'{os.path.join(_WORKDIR.value, "summary.json")}')
-    return
-  print(f'{head}: UAR {result["uar"]:.4f} WAR {result["war"]:.4f} macro-F1 '
-        f'{result["macro_f1"]:.4f} on {result["num_eval"]} utterances; '
-        f'{os.path.join(_WORKDIR.value, "results.json")}')
+  print(cli.summary_line(result, _WORKDIR.value))
 
 
 if __name__ == '__main__':

@@ -42,6 +42,10 @@ def setup_process() -> None:
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_handler().addFilter(_JaxserWarningsOnly())
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # openSMILE's native library before TensorFlow's (jaxser.data.features):
+  # a script calling this before importing any of jaxser's data modules
+  # crashed later in malloc when openSMILE loaded second.
+  from jaxser.data import features  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   if quiet():

@@ -577,7 +577,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   ckpt = _checkpoint_manager(config, workdir)
   state = _restore_or_start(config, workdir, ckpt, state, phases)
   _write_config(config, workdir)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and data is not None:
+    # An own-data method (TTS) has no SER inference bundle to save.
     export.save_run_assets(workdir, data, config)
   start_phase = int(state.phase)
   writer = MetricWriter(workdir, offsets[min(start_phase, len(phases))]

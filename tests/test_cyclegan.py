@@ -230,6 +230,44 @@ def test_adversarial_step_sharded_equals_single_device(cache_dir):
              for x in jax.tree.leaves(g1[c]))
 
 
+def test_shared_encoder_passes_keep_loss_stats_and_gradients(cache_dir):
+  """gan.share_encoder_passes: each Enc_S(S_i) / Enc_T(T) once per
+  generator loss. The loss and the running statistics are those of one
+  pass per use; the gradient equals to rounding; and the backward pass
+  has fewer matrix products."""
+  config = gan_config('caemocygan', cache_dir)
+  mesh1 = Mesh(np.array(jax.devices()[:1]), ('data',))
+  method, _, state, batch = _state_and_batch(config, mesh1)
+  xs, ys, xt = method._unpack(batch)  # pylint: disable=protected-access
+  rng = jax.random.PRNGKey(0)
+  outs, dots = [], []
+  for share in (False, True):
+    method.hparams.share_encoder_passes = share
+
+    def loss_fn(p):
+      total, (stats, _, _) = method.generator_losses(
+          p, state.batch_stats, xs, ys, xt, rng)
+      return total, stats
+
+    fn = jax.value_and_grad(loss_fn, has_aux=True)
+    dots.append(str(jax.make_jaxpr(fn)(state.params)).count('dot_general'))
+    outs.append(jax.device_get(jax.jit(fn)(state.params)))
+  (l0, s0), g0 = outs[0]
+  (l1, s1), g1 = outs[1]
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s0)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(g1)[0],
+                          jax.tree.leaves(g0)):
+    np.testing.assert_allclose(a, b, rtol=0,
+                               atol=1e-4 * np.abs(b).max() + 1e-9,
+                               err_msg=jax.tree_util.keystr(path))
+  # 4 passes fewer: Enc_S on 2 sources (2 uses each), Enc_T on T (3 uses).
+  # Each has 3 layers: a forward product each, a weight gradient each and
+  # an input gradient for the upper two (the data needs none): 8 products.
+  assert dots[0] - dots[1] == 4 * 8, dots
+
+
 @pytest.mark.slow  # ~85 s: three phases of caemocygan; its end-to-end test stays fast.
 def test_generated_soft_labels_sum_to_one(cache_dir, tmp_path):
   c = gan_config('caemocygan', cache_dir)

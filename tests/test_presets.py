@@ -102,3 +102,22 @@ def test_preset_from_the_command_line(tmp_path):
   lines = [l for l in out.stderr.splitlines() if l.startswith('error:')]
   assert len(lines) == 1 and 'no_such_field' in lines[0], out.stderr[-2000:]
   assert 'DuplicateFlagError' not in out.stderr
+
+
+def test_methods_pick_rows_of_a_preset_in_table_order(tmp_path):
+  seen = []
+
+  def fake_train(configs, workdirs):
+    seen.extend((c.method, c.emodna.decouple if 'emodna' in c else None)
+                for c in configs)
+    return [dict(war=0.5, macro_f1=0.4, uar=0.45) for _ in configs]
+
+  results = grid.run(['emodna', 'v1_source_only'], [('casia', 'emovo')],
+                     ['arousal'], 1, str(tmp_path), CONFIGS, [],
+                     train_fn=fake_train, preset='emodna_table4')
+  assert [r['method'] for r in results] == ['v1_source_only', 'emodna']
+  assert seen == [('source_only', None), ('emodna', True)]
+  with pytest.raises(ValueError, match=r'--methods: v9 not a row of '
+                     r'--preset=emodna_table4; its rows: v1_source_only'):
+    grid.run(['v9'], [('casia', 'emovo')], ['arousal'], 1, str(tmp_path),
+             CONFIGS, [], train_fn=fake_train, preset='emodna_table4')

@@ -430,33 +430,55 @@ class GanFamily(base.Method):
     return jnp.concatenate(
         [x, jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)], -1)
 
-  def enc(self, which, p, s, x, labels=None, train=True):
-    y, _, s = self.apply(f'enc_{which}', p, s, self._cond(x, labels),
-                         train=train)
-    return y, s
+  def enc(self, which, p, s, x, labels=None, train=True, memo=None):
+    """(code, new stats) of Enc_S / Enc_T.
+
+    With a `memo` dict (one per loss trace), an encoder pass on an input it
+    has seen (the same array object and labels) is not computed again: its
+    code is reused, so the gradient goes back through one pass, not one
+    per use. Its batch-norm running statistics still move once per use, in
+    the order of the uses: the pass is run against zero running statistics,
+    which leaves (1 - m) * batch statistic, and each use applies
+    r <- m r + that, flax's own update.
+    """
+    name = f'enc_{which}'
+    if memo is None or not train or name not in s:
+      y, _, s = self.apply(name, p, s, self._cond(x, labels), train=train)
+      return y, s
+    key = (name, id(x), id(labels))
+    if key not in memo:
+      zero = jax.tree.map(jnp.zeros_like, s[name])
+      y, _, moved = self.apply(name, p, {**s, name: zero},
+                               self._cond(x, labels), train=True)
+      # x and labels stay referenced, so their ids are not reused.
+      memo[key] = (y, moved[name], x, labels)
+    y, step = memo[key][:2]
+    m = self.net(name).bn_momentum
+    return y, {**s, name: jax.tree.map(lambda r, d: m * r + d, s[name],
+                                       step)}
 
   def dec(self, name, p, s, h, train=True):
     y, _, s = self.apply(name, p, s, h, train=train)
     return y, s
 
-  def g_st(self, p, s, x, labels=None, train=True):
+  def g_st(self, p, s, x, labels=None, train=True, memo=None):
     """G_S->T = Dec_T(Enc_S(x))."""
-    h, s = self.enc('s', p, s, x, labels, train)
+    h, s = self.enc('s', p, s, x, labels, train, memo)
     return self.dec('dec_t', p, s, h, train)
 
-  def g_ts(self, i, p, s, x, labels=None, train=True):
+  def g_ts(self, i, p, s, x, labels=None, train=True, memo=None):
     """G_T->S_i = Dec_S_i(Enc_T(x))."""
-    h, s = self.enc('t', p, s, x, labels, train)
+    h, s = self.enc('t', p, s, x, labels, train, memo)
     return self.dec(f'dec_s{i}', p, s, h, train)
 
-  def fuse_sources(self, p, s, xs, xt, train=True):
+  def fuse_sources(self, p, s, xs, xt, train=True, memo=None):
     """Eqs. 6-15: (T_fake, alpha, h_i list, new stats)."""
     hs = []
     for x in xs:
-      h, s = self.enc('s', p, s, x, train=train)
+      h, s = self.enc('s', p, s, x, train=train, memo=memo)
       hs.append(h)
     ref = 't' if self.hparams.reference_encoder == 'target' else 's'
-    h_ref, s = self.enc(ref, p, s, xt, train=train)
+    h_ref, s = self.enc(ref, p, s, xt, train=train, memo=memo)
     stack = jnp.stack(hs, 1)
     alpha = self.net('attention').apply({'params': p['attention']}, stack,
                                         h_ref)
@@ -514,12 +536,15 @@ class GanFamily(base.Method):
           if self.conditional else None)
     cyc, ident, gan, emo = [], [], [], []
     fakes = {}
+    # Enc_S(S_i) feeds G_S->T(S_i) and the fusion, Enc_T(T) every
+    # G_T->S_i(T) and the reference: each computed once (`enc`).
+    memo = {} if g.share_encoder_passes else None
     for i, (x, y) in enumerate(zip(xs, ys)):
       di = i if self.attention else 0
       c = y if self.conditional else None
-      fake_t, s = self.g_st(p, s, x, c)  # G_S->T(S_i)
+      fake_t, s = self.g_st(p, s, x, c, memo=memo)  # G_S->T(S_i)
       rec_s, s = self.g_ts(di, p, s, fake_t, c)  # G_T->S_i(G_S->T(S_i))
-      fake_s, s = self.g_ts(di, p, s, xt, ct)  # G_T->S_i(T)
+      fake_s, s = self.g_ts(di, p, s, xt, ct, memo=memo)  # G_T->S_i(T)
       rec_t, s = self.g_st(p, s, fake_s, ct)  # G_S->T(G_T->S_i(T))
       same_s, s = self.g_ts(di, p, s, x, c)  # G_T->S_i(S_i)
       cyc += [(rec_s, x), (rec_t, xt)]
@@ -543,11 +568,11 @@ class GanFamily(base.Method):
           zb, _, _ = self.apply('f_s', p, s, b, train=False)
           emo.append(losses.cross_entropy(
               zb, jnp.argmax(jax.lax.stop_gradient(za), -1)))
-    same_t, s = self.g_st(p, s, xt, ct)  # G_S->T(T)
+    same_t, s = self.g_st(p, s, xt, ct, memo=memo)  # G_S->T(T)
     ident.append((same_t, xt))
     metrics = {}
     if self.attention:
-      t_fake, alpha, _, s = self.fuse_sources(p, s, xs, xt)
+      t_fake, alpha, _, s = self.fuse_sources(p, s, xs, xt, memo=memo)
       fakes['d_t'] = (xt, t_fake)
       metrics['attention_max'] = jnp.mean(jnp.max(alpha, -1))
     d, _, _ = self.apply('d_t', p, s, fakes['d_t'][1], train=True)
@@ -756,6 +781,10 @@ def hparams() -> ml_collections.ConfigDict:
   g.reference_encoder = 'target'  # target: Enc_T (eq. 7) | source (Alg. 1).
   g.batch_norm = True
   g.discriminator_batch_norm = True
+  # Each encoder pass on the same input once per generator loss (`enc`):
+  # the same loss and running statistics, the gradient summed before one
+  # backward pass instead of after several (rounding differs).
+  g.share_encoder_passes = True
   g.output_activation = 'tanh'  # Decoders' output; features are in [-1, 1].
   g.lr_generators = 2e-5
   g.lr_discriminators = 2e-5  # Table 2 lists one rate for G and D.
