@@ -46,7 +46,6 @@ _PROCESS_ID = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-
 def main(argv):
   del argv
   runtime.setup_process()
