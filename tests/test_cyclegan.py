@@ -415,6 +415,34 @@ def test_phase_groups_leave_other_groups_untouched(cache_dir):
                          after.params['enc_s']['dense0']['kernel'])
 
 
+def test_cycada_classifier_keeps_target_out_of_batch_norm(cache_dir):
+  """CyCADA's classifier step: the target's features reach F_clf's loss
+  (through the feature GAN) but not its batch-norm running statistics,
+  which stay those of the labelled rows, as at evaluation."""
+  config = gan_config('cycada', cache_dir)
+  mesh = Mesh(np.array(jax.devices()[:1]), ('data',))
+  method, _, state, _ = _state_and_batch(config, mesh)
+  data = pipeline.load_data(config.data)
+  arrays = method.arrays(pipeline.load_arrays(data), 0)
+  arrays['augmented'] = arrays['source']  # What generation would add to.
+  clf = next(p for p in method.phases(arrays) if p.name == 'classifier')
+  assert clf.streams == {'train': 'augmented', 'target': 'target'}
+  sets = {k: arrays[v] for k, v in clf.streams.items()}
+  batch = jax.device_get(next(pipeline.array_batches(
+      sets, 8, 0, 0, NamedSharding(mesh, P('data')))))
+  step = jax.jit(clf.step)
+  outs = []
+  for shift in (0.0, 3.0):
+    b = jax.tree.map(lambda x: x, batch)
+    b['target']['features'] = b['target']['features'] + shift
+    outs.append(jax.device_get(step(state, b)[0]))
+  for a, b in zip(jax.tree.leaves(outs[0].batch_stats['f_clf']),
+                  jax.tree.leaves(outs[1].batch_stats['f_clf'])):
+    np.testing.assert_array_equal(a, b)
+  assert not np.allclose(outs[0].params['f_clf']['dense0']['kernel'],
+                         outs[1].params['f_clf']['dense0']['kernel'])
+
+
 def test_group_errors():
   import optax  # pylint: disable=g-import-not-at-top
   g = {'a': phases_lib.Group('a', ('x',), optax.sgd(1.0))}
@@ -440,6 +468,31 @@ def test_grid_multi_source_pairs_and_scenario_table():
   text = grid.scenario_table(results, pairs)
   assert 'casia + emovo → urdu UA' in text
   assert '| dnn | 60.0 ± 10.0 | 50.0 ± 10.0 | 30.0 | 30.0 |' in text
+
+
+def test_grid_leaves_single_source_cells_of_a_multi_source_method_out():
+  pairs = grid.parse_pairs(['casia+emovo:urdu', 'casia:urdu', 'emovo:urdu'])
+  configs = {m: grid.load_config(m, grid.default_configs_dir())
+             for m in ('caemocygan', 'dnn')}
+  lines = []
+  cells = grid.runnable_cells(
+      grid.grid_cells(list(configs), pairs, ['arousal3'], 2), configs,
+      log=lines.append)
+  assert [(c.method, c.source) for c in cells if c.seed == 0] == [
+      ('caemocygan', 'casia+emovo'), ('dnn', 'casia+emovo'), ('dnn', 'casia'),
+      ('dnn', 'emovo')]
+  assert lines == ['caemocygan: needs 2 or more source corpora; left out of '
+                   'casia:urdu, emovo:urdu']
+  # The method itself refuses one source, naming the field.
+  one = grid.cell_config(configs['caemocygan'],
+                         grid.Cell('caemocygan', 'casia', 'urdu', 'arousal3', 0))
+  with pytest.raises(ValueError, match=r'^config\.data\.source: caemocygan'):
+    methods_lib.get('caemocygan').check_config(one)
+  results = [dict(method=c.method, source=c.source, target=c.target,
+                  task=c.task, seed=c.seed, uar=0.5, war=0.5) for c in cells]
+  row = [l for l in grid.scenario_table(results, pairs).splitlines()
+         if l.startswith('| caemocygan')][0]
+  assert row == '| caemocygan | 50.0 ± 0.0 | 50.0 ± 0.0 | - | - | - | - |'
 
 
 def cyclegan_config():

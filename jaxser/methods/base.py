@@ -77,6 +77,9 @@ class Method:
   # True for a method that loads and batches its own data (the TTS model)
   # instead of the emotion corpora's source/target streams.
   own_data: bool = False
+  # Source corpora a run needs (`data.source=a,b`); a grid leaves a method's
+  # cells with fewer out of its tables ('-') instead of failing on them.
+  min_sources: int = 1
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
                class_counts: Sequence[int] | None = None):

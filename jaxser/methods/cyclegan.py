@@ -111,7 +111,7 @@ class GanFamily(base.Method):
       raise ValueError(f'config.data.features: {cls.name} trains on '
                        f'utterance-level functionals (is10, emobase, '
                        f'egemaps), not {fc.name!r}')
-    if cls.attention and len(pipeline.source_names(config.data)) < 2:
+    if len(pipeline.source_names(config.data)) < cls.min_sources:
       raise ValueError(f'config.data.source: {cls.name} fuses several '
                        f'source corpora; give two or more separated by '
                        f'commas, got {config.data.source!r}')
@@ -384,12 +384,17 @@ class GanFamily(base.Method):
     b, t = batch['train'], batch['target']
     w = float(self.hparams.feature_weight)
     groups = self.groups()
+    # The target passes through F_clf's batch norm in inference mode, as it
+    # does at evaluation: its running statistics stay those of sources +
+    # fakes, as in every other method of the family. With the target's
+    # batches in them (separate passes, or one joint batch) F_clf scored
+    # chance on URDU from CASIA + EMOVO even with feature_weight = 0.
+    n = b['features'].shape[0]
     _, h_s, _ = self.apply('f_clf', state.params, state.batch_stats,
                            b['features'], train=True)
     _, h_t, _ = self.apply('f_clf', state.params, state.batch_stats,
-                           t['features'], train=True)
+                           t['features'], train=False)
     h = jax.lax.stop_gradient(jnp.concatenate([h_s, h_t]))
-    n = h_s.shape[0]
 
     def d_loss(p):
       d, _, stats = self.apply('d_feat', p, state.batch_stats, h, train=True)
@@ -404,7 +409,7 @@ class GanFamily(base.Method):
     def c_loss(p):
       y, _, stats = self.apply('f_clf', p, state.batch_stats, b['features'],
                                train=True)
-      _, ht, stats = self.apply('f_clf', p, stats, t['features'], train=True)
+      _, ht, _ = self.apply('f_clf', p, stats, t['features'], train=False)
       d, _, _ = self.apply('d_feat', p, stats, ht, train=False)
       task = losses.soft_cross_entropy(y, b['soft_label'])
       # The target's features should look like the sources' (label 1):
@@ -758,11 +763,13 @@ class CCEmoGAN(GanFamily):
 @base.register('cacygan')
 class CACyGAN(GanFamily):
   attention = True
+  min_sources = 2
 
 
 @base.register('caemocygan')
 class CAEmoCyGAN(GanFamily):
   attention = True
+  min_sources = 2
   emotion = 'reconstruction'
 
 
