@@ -483,8 +483,11 @@ def run(methods, pairs, tasks, seeds, root, configs_dir, overrides,
   else:
     configs = {m: load_config(m, configs_dir) for m in methods}
     apply_overrides(configs, overrides)
-  io_lib.makedirs(root)
   cells = runnable_cells(grid_cells(methods, pairs, tasks, seeds), configs)
+  if not cells:
+    raise ValueError('--pairs: no cell left to run; a multi-source pair '
+                     'joins its sources with + (casia+emovo:urdu)')
+  io_lib.makedirs(root)
   results = run_grid(
       cells, root,
       lambda cell: cell_config(configs[cell.method], cell), train_fn,

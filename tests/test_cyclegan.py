@@ -470,7 +470,8 @@ def test_grid_multi_source_pairs_and_scenario_table():
   assert '| dnn | 60.0 ± 10.0 | 50.0 ± 10.0 | 30.0 | 30.0 |' in text
 
 
-def test_grid_leaves_single_source_cells_of_a_multi_source_method_out():
+def test_grid_leaves_single_source_cells_of_a_multi_source_method_out(
+    tmp_path):
   pairs = grid.parse_pairs(['casia+emovo:urdu', 'casia:urdu', 'emovo:urdu'])
   configs = {m: grid.load_config(m, grid.default_configs_dir())
              for m in ('caemocygan', 'dnn')}
@@ -493,6 +494,10 @@ def test_grid_leaves_single_source_cells_of_a_multi_source_method_out():
   row = [l for l in grid.scenario_table(results, pairs).splitlines()
          if l.startswith('| caemocygan')][0]
   assert row == '| caemocygan | 50.0 ± 0.0 | 50.0 ± 0.0 | - | - | - | - |'
+  # A grid of nothing but such cells is an error, not an empty table.
+  with pytest.raises(ValueError, match=r'^--pairs: no cell left to run'):
+    grid.run(['caemocygan'], pairs[1:], ['arousal3'], 1, str(tmp_path),
+             grid.default_configs_dir(), [], train_fn=lambda c, w: [])
 
 
 def cyclegan_config():
