@@ -113,8 +113,8 @@ class GanFamily(base.Method):
                        f'egemaps), not {fc.name!r}')
     if len(pipeline.source_names(config.data)) < cls.min_sources:
       raise ValueError(f'config.data.source: {cls.name} fuses several '
-                       f'source corpora; give two or more separated by '
-                       f'commas, got {config.data.source!r}')
+                       f'source corpora; give {cls.min_sources} or more '
+                       f'separated by commas, got {config.data.source!r}')
     if len(tuple(g.lambdas)) != 4:
       raise ValueError(f'config.gan.lambdas: four weights (cycle, identity, '
                        f'GAN, emotion), got {tuple(g.lambdas)}')
